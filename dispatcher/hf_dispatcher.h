@@ -1,0 +1,81 @@
+/* hf_dispatcher.h - the durable store-and-forward decorator.
+ *
+ * A dispatcher owns a spool (LMDB, on disk) and a link to one aggregator
+ * (ZeroMQ DEALER). It implements hf_channel_t: the engine sends records,
+ * the dispatcher commits them to the spool in groups (batch size or a
+ * short window, whichever comes first), streams them to the aggregator,
+ * and trims them once the aggregator acknowledges its own commit. The link
+ * may be down for any length of time: records accumulate on disk and flow
+ * in order when it returns. The engine never sees the link.
+ *
+ * Threads: hf_dispatcher_open starts one worker thread that owns the spool
+ * and the socket. hf_channel send/flush may be called from one producer
+ * thread. Every other function is for the thread that opened it.
+ */
+#ifndef HF_DISPATCHER_H_INCLUDED
+#define HF_DISPATCHER_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hf_channel.h"
+#include "hf_err.h"
+#include "hf_record.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hf_dispatcher_s hf_dispatcher_t;
+
+typedef struct {
+    const char *engine_id;   /* required, hf_engine_id_valid                   */
+    const char *endpoint;    /* required, e.g. "tcp://127.0.0.1:5555"          */
+    const char *spool_dir;   /* required                                       */
+    size_t spool_max_bytes;  /* bound on the spool (bytes), default 1 GiB      */
+    bool durable;            /* fsync every group commit (default true)        */
+    uint32_t commit_window_ms;  /* group-commit window, default 5 ms           */
+    uint32_t commit_max;        /* records per group commit, default 8192      */
+    uint32_t staging_max;       /* records held in memory before commit, default 65536 */
+    uint32_t batch_max;         /* records per BATCH frame, default 4096       */
+    uint32_t window;            /* BATCH frames in flight per lane, default 8  */
+    uint32_t heartbeat_ms;      /* PING interval when idle, default 1000 ms    */
+    uint32_t peer_timeout_ms;   /* no frame for this long: reconnect, default 3000 ms */
+    uint32_t reconnect_max_ms;  /* reconnect backoff cap, default 2000 ms      */
+} hf_dispatcher_opts_t;
+
+HF_EXPORT hf_dispatcher_opts_t hf_dispatcher_opts_default(void);
+
+/* Open the spool, start the worker. NULL on error with *err set
+ * (HF_EINVAL bad options, HF_ECORRUPT foreign spool, HF_ESTORE, HF_EIO). */
+HF_EXPORT hf_dispatcher_t *hf_dispatcher_open(const hf_dispatcher_opts_t *opts, hf_err_t *err);
+
+/* The channel view; borrowed, valid until hf_dispatcher_close. Its close op
+ * is a no-op: the dispatcher is closed with hf_dispatcher_close. */
+HF_EXPORT hf_channel_t *hf_dispatcher_channel(hf_dispatcher_t *self);
+
+typedef struct {
+    uint64_t epoch;                         /* spool epoch                 */
+    uint64_t committed[HF_LANE_COUNT];      /* last seq committed          */
+    uint64_t acked[HF_LANE_COUNT];          /* last seq acked by aggregator */
+    uint64_t pending[HF_LANE_COUNT];        /* records in spool, not acked */
+    uint64_t reconnects;                    /* connections made             */
+    bool connected;                         /* link streaming now          */
+} hf_dispatcher_stats_t;
+
+/* A snapshot of the figures; thread-safe. */
+HF_EXPORT void hf_dispatcher_stats(hf_dispatcher_t *self, hf_dispatcher_stats_t *out);
+
+/* Wait until everything committed is acked or timeout_ms passes:
+ * HF_OK or HF_ETIMEDOUT. Does not flush; call hf_channel_flush first. */
+HF_EXPORT hf_err_t hf_dispatcher_drain(hf_dispatcher_t *self, uint32_t timeout_ms);
+
+/* Flush what was sent, stop the worker, close the spool; NULL-safe,
+ * sets *self_p to NULL. Records not yet acked stay in the spool. */
+HF_EXPORT void hf_dispatcher_close(hf_dispatcher_t **self_p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

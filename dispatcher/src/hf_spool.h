@@ -1,0 +1,84 @@
+/* hf_spool.h - the engine's durable log (private to the dispatcher).
+ *
+ * One LMDB environment in a directory. Named databases:
+ *   "meta"    : magic + format version, epoch, next seq per lane, acked per lane
+ *   "control" : seq (8-byte big-endian key) -> encoded record (hf_record_encode)
+ *   "data"    : same, for the data lane
+ *
+ * Invariants:
+ * - Sequence numbers are strictly increasing per lane, start at 1, and are
+ *   never reused: the last assigned seq lives in "meta" and is updated in
+ *   the same write transaction as the records (a trim never lowers it).
+ * - A record is deleted only by hf_spool_trim(), i.e. after an ACK covering
+ *   its seq; the acked cursor is stored in the same transaction.
+ * - The epoch is a random non-zero 64-bit id made when the spool is
+ *   created; a wiped spool gets a new one.
+ * - An existing directory whose meta lacks our magic or has another format
+ *   version is refused with HF_ECORRUPT and left untouched.
+ *
+ * Thread-safety: one thread owns a spool (the dispatcher's). The env is
+ * opened with MDB_NOTLS so read transactions are not tied to threads.
+ */
+#ifndef HF_SPOOL_H_INCLUDED
+#define HF_SPOOL_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hf_err.h"
+#include "hf_record.h"
+
+typedef struct hf_spool_s hf_spool_t;
+
+typedef struct {
+    size_t map_bytes; /* initial LMDB map size (bytes), default 64 MiB      */
+    size_t max_bytes; /* hard bound on the map (bytes), default 1 GiB; the
+                         map grows on MDB_MAP_FULL up to this, then HF_EFULL */
+    bool durable;     /* true (default): fsync every commit; false: relaxed */
+} hf_spool_opts_t;
+
+hf_spool_opts_t hf_spool_opts_default(void);
+
+/* Open (creating if absent) the spool in directory dir (created 0700 if
+ * missing). NULL on error with *err set: HF_EINVAL bad options,
+ * HF_ECORRUPT foreign/corrupt/other-version spool, HF_ESTORE other LMDB
+ * failure, HF_EIO directory trouble. Runs mdb_reader_check at open. */
+hf_spool_t *hf_spool_open(const char *dir, const hf_spool_opts_t *opts, hf_err_t *err);
+/* NULL-safe, idempotent; sets *self_p to NULL. */
+void hf_spool_close(hf_spool_t **self_p);
+
+uint64_t hf_spool_epoch(const hf_spool_t *self);
+/* Last seq assigned (committed) in lane, 0 if none ever. */
+uint64_t hf_spool_last_seq(const hf_spool_t *self, hf_lane_t lane);
+/* Highest seq trimmed as acked in lane (0 if none). */
+uint64_t hf_spool_acked(const hf_spool_t *self, hf_lane_t lane);
+/* Records held (not yet trimmed) in lane. */
+uint64_t hf_spool_depth(const hf_spool_t *self, hf_lane_t lane);
+
+/* Group commit: assign seqs to recs[0..n) (each in the lane of its kind,
+ * hf_record_lane_of), encode them and write them all in ONE write
+ * transaction. recs[i].seq and .lane are set on HF_OK. On error nothing
+ * was committed and no seq was consumed. HF_EFULL when the map cannot
+ * grow further (max_bytes). */
+hf_err_t hf_spool_append(hf_spool_t *self, hf_record_t *recs, size_t n);
+
+/* Callback for hf_spool_read: one encoded record, borrowed for the call. */
+typedef hf_err_t(hf_spool_read_fn)(void *arg, uint64_t seq, const uint8_t *rec, size_t len);
+
+/* Visit records of lane with seq >= from, in seq order, at most max_n
+ * records and at most max_bytes of encoded data (at least one record is
+ * visited if any exists), in one read transaction. *n_out gets the number
+ * visited. A callback error stops the visit and is returned. */
+hf_err_t hf_spool_read(hf_spool_t *self, hf_lane_t lane, uint64_t from, size_t max_n,
+                       size_t max_bytes, hf_spool_read_fn *fn, void *arg, size_t *n_out);
+
+/* Delete every record of lane with seq <= upto and remember upto as acked,
+ * in one write transaction. upto below the current acked is a no-op;
+ * upto above last_seq is HF_EINVAL. */
+hf_err_t hf_spool_trim(hf_spool_t *self, hf_lane_t lane, uint64_t upto);
+
+/* Bytes used in the map (pages in use x page size). */
+size_t hf_spool_used_bytes(const hf_spool_t *self);
+
+#endif
