@@ -50,6 +50,19 @@ typedef enum {
 } hf_event_type_t;
 #define HF_EV_MAX 9
 
+/* Engine-side run states (also carried in HELLO and kept by the aggregator). */
+typedef enum {
+    HF_RUN_IDLE = 0,
+    HF_RUN_RUNNING = 1,
+    HF_RUN_PAUSED = 2,
+    HF_RUN_COMPLETED = 3,
+    HF_RUN_FAILED = 4,
+    HF_RUN_ABORTED = 5,
+    HF_RUN_INTERRUPTED = 6,
+} hf_run_state_t;
+#define HF_RUN_STATE_MAX 6
+HF_EXPORT const char *hf_run_state_name(uint8_t state); /* "idle", ... or "?" */
+
 typedef enum {
     HF_ALARM_INFO = 0,
     HF_ALARM_WARNING = 1,
