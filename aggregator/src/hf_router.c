@@ -1,1 +1,483 @@
-/* placeholder: being written */
+/* hf_router.c - the aggregator's shell: sockets, clock, store, sessions.
+ *
+ * One thread polls two ROUTER sockets: engines (records in, acks out) and
+ * control (the CLI). For each engine frame it consults the engine's pure
+ * session (hf_session.c), commits through the store (hf_store.c), and only
+ * after the store's commit returned does it send the ACK.
+ *
+ * Invariants:
+ * - ACK(lane, n) is sent only after records <= n and the cursor n are in
+ *   one committed LMDB transaction (hf_store_commit).
+ * - A batch is accepted only from an engine whose current connection said
+ *   HELLO (session active); the routing id must equal the engine id in
+ *   HELLO, so one connection can't speak for another engine.
+ * - A batch that would leave a gap is not committed; the engine is sent a
+ *   WELCOME with the store's cursor and resends from there.
+ * - Sessions are bounded (max_engines); a HELLO past the bound is refused.
+ *
+ * ZeroMQ: ROUTER_HANDOVER lets a reconnecting engine (same routing id)
+ * take over its old connection; ROUTER_MANDATORY turns a send to a gone
+ * peer into an error instead of a silent drop; MAXMSGSIZE bounds what a
+ * hostile peer can make us allocate.
+ */
+#include "hf_aggregator.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "hf_control.h"
+#include "hf_log.h"
+#include "hf_proto.h"
+#include "hf_session.h"
+#include "hf_store.h"
+#include "hf_time.h"
+
+#define S_LOG "aggregator"
+#define S_CONTROL_REPLY_MAX (8u << 20) /* bytes */
+#define S_CONTROL_REQ_MAX (64u << 10)  /* bytes */
+
+struct hf_aggregator_s {
+    hf_aggregator_opts_t opts;
+    hf_store_t *store;
+    void *zctx;
+    void *engines_sock;     /* ROUTER facing engines                 */
+    void *control_sock;     /* ROUTER facing the CLI                 */
+    hf_session_t *sessions; /* max_engines                            */
+    uint32_t nsessions;
+    hf_record_t *recs;      /* HF_PROTO_MAX_BATCH decode buffer       */
+    uint8_t *reply;         /* S_CONTROL_REPLY_MAX                    */
+    hf_live_t *live;        /* max_engines, rebuilt per control request */
+    uint64_t frames_refused;/* frames dropped as invalid              */
+};
+
+hf_aggregator_opts_t
+hf_aggregator_opts_default(void)
+{
+    hf_aggregator_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.watchdog_ms = 3000;
+    o.max_engines = 1024;
+    o.store_max_bytes = (size_t)64 << 30;
+    return o;
+}
+
+static void *
+s_bind(void *ctx, const char *ep, int64_t maxmsg)
+{
+    int one = 1, zero = 0, hwm = 10000;
+    void *s = zmq_socket(ctx, ZMQ_ROUTER);
+    if (!s)
+        return NULL;
+    zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+    zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    if (zmq_bind(s, ep) != 0) {
+        hf_log_error(S_LOG, "bind %s: %s", ep, zmq_strerror(errno));
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+hf_aggregator_t *
+hf_aggregator_open(const hf_aggregator_opts_t *opts, hf_err_t *err)
+{
+    hf_err_t rc = HF_EINVAL;
+    hf_aggregator_t *self = NULL;
+    if (!opts || !opts->bind || !opts->control || !opts->data_dir || opts->watchdog_ms < 100 ||
+        opts->max_engines == 0 || opts->max_engines > 100000) {
+        hf_log_error(S_LOG, "invalid options: --bind, --control and --data are required");
+        goto fail;
+    }
+    self = calloc(1, sizeof *self);
+    if (!self) {
+        rc = HF_ENOMEM;
+        goto fail;
+    }
+    self->opts = *opts;
+    self->sessions = calloc(opts->max_engines, sizeof *self->sessions);
+    self->live = calloc(opts->max_engines, sizeof *self->live);
+    self->recs = calloc(HF_PROTO_MAX_BATCH, sizeof *self->recs);
+    self->reply = malloc(S_CONTROL_REPLY_MAX);
+    if (!self->sessions || !self->live || !self->recs || !self->reply) {
+        rc = HF_ENOMEM;
+        goto fail;
+    }
+    hf_store_opts_t so = hf_store_opts_default();
+    so.max_bytes = opts->store_max_bytes;
+    if (so.map_bytes > so.max_bytes)
+        so.map_bytes = so.max_bytes;
+    self->store = hf_store_open(opts->data_dir, &so, &rc);
+    if (!self->store)
+        goto fail;
+    self->zctx = zmq_ctx_new();
+    if (!self->zctx) {
+        rc = HF_EIO;
+        goto fail;
+    }
+    rc = HF_EIO;
+    self->engines_sock = s_bind(self->zctx, opts->bind, HF_PROTO_MAX_FRAME);
+    if (!self->engines_sock)
+        goto fail;
+    self->control_sock = s_bind(self->zctx, opts->control, S_CONTROL_REQ_MAX);
+    if (!self->control_sock)
+        goto fail;
+    /* Persist the caller's strings' lifetime problem away: keep copies. */
+    self->opts.bind = strdup(opts->bind);
+    self->opts.control = strdup(opts->control);
+    self->opts.data_dir = strdup(opts->data_dir);
+    /* Report the endpoints as bound: a port given as '*' is resolved here,
+     * which is how scripts and tests get free ports without races. */
+    char ep_eng[256] = "", ep_ctl[256] = "";
+    size_t l1 = sizeof ep_eng, l2 = sizeof ep_ctl;
+    zmq_getsockopt(self->engines_sock, ZMQ_LAST_ENDPOINT, ep_eng, &l1);
+    zmq_getsockopt(self->control_sock, ZMQ_LAST_ENDPOINT, ep_ctl, &l2);
+    hf_log_info(S_LOG, "listening engines=%s control=%s data=%s watchdog_ms=%u", ep_eng, ep_ctl,
+                opts->data_dir, opts->watchdog_ms);
+    if (err)
+        *err = HF_OK;
+    return self;
+fail:
+    if (self) {
+        self->opts.bind = self->opts.control = self->opts.data_dir = NULL;
+    }
+    hf_aggregator_close(&self);
+    if (err)
+        *err = rc;
+    return NULL;
+}
+
+void
+hf_aggregator_close(hf_aggregator_t **self_p)
+{
+    assert(self_p);
+    hf_aggregator_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->engines_sock)
+        zmq_close(self->engines_sock);
+    if (self->control_sock)
+        zmq_close(self->control_sock);
+    if (self->zctx)
+        zmq_ctx_term(self->zctx);
+    hf_store_close(&self->store);
+    free((char *)self->opts.bind);
+    free((char *)self->opts.control);
+    free((char *)self->opts.data_dir);
+    free(self->sessions);
+    free(self->live);
+    free(self->recs);
+    free(self->reply);
+    free(self);
+    *self_p = NULL;
+}
+
+/* ---- engines --------------------------------------------------------- */
+
+static hf_session_t *
+s_session(hf_aggregator_t *self, const char *engine, bool create)
+{
+    for (uint32_t i = 0; i < self->nsessions; i++)
+        if (strcmp(self->sessions[i].engine, engine) == 0)
+            return &self->sessions[i];
+    if (!create || self->nsessions == self->opts.max_engines)
+        return NULL;
+    hf_session_t *s = &self->sessions[self->nsessions++];
+    hf_session_init(s, engine);
+    return s;
+}
+
+static void
+s_reply(hf_aggregator_t *self, const char *rid, const uint8_t *buf, size_t len)
+{
+    if (zmq_send(self->engines_sock, rid, strlen(rid), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(self->engines_sock, buf, len, ZMQ_DONTWAIT) < 0) {
+        /* EHOSTUNREACH: the engine is gone; it resyncs on its next HELLO. */
+        hf_log_debug(S_LOG, "reply to engine=%s dropped: %s", rid, zmq_strerror(errno));
+    }
+}
+
+static void
+s_send_welcome(hf_aggregator_t *self, const char *rid, const hf_welcome_t *w)
+{
+    uint8_t buf[128];
+    size_t len = 0;
+    if (hf_frame_encode_welcome(w, buf, sizeof buf, &len) == HF_OK)
+        s_reply(self, rid, buf, len);
+}
+
+static void
+s_refuse(hf_aggregator_t *self, const char *rid, const char *why, hf_err_t rc)
+{
+    self->frames_refused++;
+    hf_log_warn(S_LOG, "frame refused peer=%s reason=\"%s\" err=%s", rid, why, hf_errname(rc));
+}
+
+static void
+s_on_hello(hf_aggregator_t *self, const char *rid, const hf_hello_t *h, hf_ms_t now)
+{
+    if (strcmp(rid, h->engine) != 0) {
+        s_refuse(self, rid, "HELLO names another engine than the connection's id", HF_EPROTO);
+        return;
+    }
+    hf_session_t *s = s_session(self, h->engine, true);
+    if (!s) {
+        s_refuse(self, rid, "too many engines (max_engines)", HF_EFULL);
+        return;
+    }
+    uint64_t acked[HF_LANE_COUNT] = {0, 0};
+    uint64_t wall = hf_clock_wall_ns();
+    hf_err_t rc = hf_store_note_hello(self->store, h->engine, h->epoch, h->run, h->run_state, wall);
+    if (rc == HF_OK)
+        rc = hf_store_cursor(self->store, h->engine, h->epoch, acked);
+    if (rc != HF_OK) {
+        hf_log_error(S_LOG, "store refused HELLO engine=%s err=%s", h->engine, hf_errname(rc));
+        return;
+    }
+    hf_avail_t before = s->avail;
+    hf_welcome_t w;
+    rc = hf_session_hello(s, h, acked, now, wall, &w);
+    if (rc != HF_OK) {
+        s_refuse(self, rid, "no common protocol version", rc);
+        return;
+    }
+    s_send_welcome(self, rid, &w);
+    hf_log_info(S_LOG,
+                "engine=%s %s epoch=%016" PRIx64 " version=%u resume=%" PRIu64 "/%" PRIu64
+                " engine_has=%" PRIu64 "/%" PRIu64 " run=%" PRIu64 " state=%s",
+                h->engine, before == HF_AVAIL_AVAILABLE ? "reconnected" : "available", h->epoch,
+                w.version, acked[0], acked[1], h->last_seq[0], h->last_seq[1], h->run,
+                hf_run_state_name(h->run_state));
+}
+
+static void
+s_on_batch(hf_aggregator_t *self, const char *rid, hf_session_t *s, uint8_t lane, uint32_t n,
+           hf_ms_t now)
+{
+    (void)now;
+    uint64_t acked = 0;
+    size_t dups = 0;
+    hf_err_t rc = hf_store_commit(self->store, s->engine, s->epoch, lane, self->recs, n,
+                                  hf_clock_wall_ns(), &acked, &dups);
+    if (rc == HF_EPROTO) {
+        hf_welcome_t w;
+        hf_session_resync(s, &w);
+        hf_log_warn(S_LOG,
+                    "engine=%s lane=%s batch from seq=%" PRIu64 " leaves a gap after %" PRIu64
+                    ": resync",
+                    s->engine, hf_lane_name(lane), n ? self->recs[0].seq : 0, s->acked[lane]);
+        s_send_welcome(self, rid, &w);
+        return;
+    }
+    if (rc != HF_OK) {
+        hf_log_error(S_LOG, "engine=%s commit failed err=%s: not acked (engine will resend)",
+                     s->engine, hf_errname(rc));
+        return;
+    }
+    if (dups)
+        hf_log_info(S_LOG, "engine=%s lane=%s duplicates_skipped=%zu", s->engine,
+                    hf_lane_name(lane), dups);
+    hf_ack_t a;
+    hf_session_committed(s, lane, acked, &a);
+    uint8_t buf[64];
+    size_t len = 0;
+    if (hf_frame_encode_ack(&a, buf, sizeof buf, &len) == HF_OK)
+        s_reply(self, rid, buf, len);
+}
+
+static void
+s_on_engine_frame(hf_aggregator_t *self, const char *rid, const uint8_t *buf, size_t len,
+                  hf_ms_t now)
+{
+    hf_frame_t f;
+    hf_err_t rc = hf_frame_decode(buf, len, &f, self->recs, HF_PROTO_MAX_BATCH);
+    if (rc != HF_OK) {
+        s_refuse(self, rid, "malformed frame", rc);
+        return;
+    }
+    if (f.type == HF_FRAME_HELLO) {
+        s_on_hello(self, rid, &f.u.hello, now);
+        return;
+    }
+    hf_session_t *s = s_session(self, rid, false);
+    if (!s || !s->active) {
+        /* No HELLO on this connection (e.g. we restarted): stay silent so
+         * the engine's watchdog reconnects and says HELLO. */
+        hf_log_debug(S_LOG, "frame %s from engine=%s before HELLO: ignored",
+                     hf_frame_name(f.type), rid);
+        return;
+    }
+    hf_session_seen(s, now);
+    switch (f.type) {
+    case HF_FRAME_BATCH: s_on_batch(self, rid, s, f.u.batch.lane, f.u.batch.count, now); break;
+    case HF_FRAME_PING: {
+        uint8_t out[64];
+        size_t n = 0;
+        if (hf_frame_encode_pong(&f.u.ping, out, sizeof out, &n) == HF_OK)
+            s_reply(self, rid, out, n);
+        break;
+    }
+    case HF_FRAME_PONG: break;
+    default: s_refuse(self, rid, "frame type not allowed from an engine", HF_EPROTO); break;
+    }
+}
+
+static void
+s_drain_engines(hf_aggregator_t *self)
+{
+    for (int i = 0; i < 1024; i++) {
+        zmq_msg_t id, body;
+        zmq_msg_init(&id);
+        if (zmq_msg_recv(&id, self->engines_sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&id);
+            return;
+        }
+        char rid[HF_ENGINE_ID_MAX + 1] = "";
+        size_t idlen = zmq_msg_size(&id);
+        bool id_ok = idlen > 0 && idlen <= HF_ENGINE_ID_MAX;
+        if (id_ok) {
+            memcpy(rid, zmq_msg_data(&id), idlen);
+            rid[idlen] = 0;
+            id_ok = hf_engine_id_valid(rid) && strlen(rid) == idlen;
+        }
+        bool more = zmq_msg_more(&id);
+        zmq_msg_close(&id);
+        int parts = 0;
+        zmq_msg_init(&body);
+        bool have = false;
+        while (more) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, self->engines_sock, 0) < 0) {
+                zmq_msg_close(&m);
+                break;
+            }
+            more = zmq_msg_more(&m);
+            parts++;
+            if (parts == 1) {
+                zmq_msg_move(&body, &m);
+                have = true;
+            }
+            zmq_msg_close(&m);
+        }
+        hf_ms_t now = hf_clock_mono_ms();
+        if (!id_ok) {
+            s_refuse(self, "(invalid routing id)", "peer without a valid engine id", HF_EPROTO);
+        } else if (!have || parts != 1) {
+            s_refuse(self, rid, "message must be exactly one frame", HF_EPROTO);
+        } else {
+            s_on_engine_frame(self, rid, zmq_msg_data(&body), zmq_msg_size(&body), now);
+        }
+        zmq_msg_close(&body);
+    }
+}
+
+/* ---- control ----------------------------------------------------------- */
+
+static size_t
+s_fill_live(hf_aggregator_t *self)
+{
+    for (uint32_t i = 0; i < self->nsessions; i++) {
+        const hf_session_t *s = &self->sessions[i];
+        hf_live_t *l = &self->live[i];
+        memset(l, 0, sizeof *l);
+        snprintf(l->engine, sizeof l->engine, "%s", s->engine);
+        l->availability = (uint8_t)s->avail;
+        l->since_ns = s->since_ns;
+        snprintf(l->reason, sizeof l->reason, "%s", s->reason);
+        l->epoch = s->epoch;
+        l->connected_ms = s->connected_at;
+    }
+    return self->nsessions;
+}
+
+static void
+s_drain_control(hf_aggregator_t *self)
+{
+    for (int i = 0; i < 64; i++) {
+        zmq_msg_t parts[3];
+        int n = 0;
+        bool more = true, bad = false;
+        while (more) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, self->control_sock, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+                zmq_msg_close(&m);
+                if (n == 0)
+                    return;
+                bad = true;
+                break;
+            }
+            more = zmq_msg_more(&m);
+            if (n < 3) {
+                zmq_msg_init(&parts[n]);
+                zmq_msg_move(&parts[n], &m);
+                n++;
+            } else {
+                bad = true;
+            }
+            zmq_msg_close(&m);
+        }
+        /* A REQ client sends [id, empty, request]. */
+        if (!bad && n == 3 && zmq_msg_size(&parts[1]) == 0) {
+            size_t nlive = s_fill_live(self);
+            size_t outlen = 0;
+            hf_err_t rc = hf_control_handle(self->store, self->live, nlive,
+                                            zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]),
+                                            self->reply, S_CONTROL_REPLY_MAX, &outlen);
+            if (rc == HF_OK) {
+                zmq_send(self->control_sock, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]),
+                         ZMQ_SNDMORE | ZMQ_DONTWAIT);
+                zmq_send(self->control_sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+                zmq_send(self->control_sock, self->reply, outlen, ZMQ_DONTWAIT);
+            } else {
+                hf_log_warn(S_LOG, "control request failed err=%s", hf_errname(rc));
+            }
+        } else {
+            hf_log_warn(S_LOG, "control: malformed request envelope (parts=%d): ignored", n);
+        }
+        for (int k = 0; k < n; k++)
+            zmq_msg_close(&parts[k]);
+    }
+}
+
+/* ---- loop ----------------------------------------------------------------- */
+
+hf_err_t
+hf_aggregator_run(hf_aggregator_t *self, volatile sig_atomic_t *stop)
+{
+    assert(self && stop);
+    while (!*stop) {
+        zmq_pollitem_t items[2] = {
+            {.socket = self->engines_sock, .events = ZMQ_POLLIN},
+            {.socket = self->control_sock, .events = ZMQ_POLLIN},
+        };
+        int rc = zmq_poll(items, 2, 100);
+        if (rc < 0 && errno != EINTR) {
+            hf_log_error(S_LOG, "zmq_poll: %s", zmq_strerror(errno));
+            return HF_EIO;
+        }
+        if (items[0].revents & ZMQ_POLLIN)
+            s_drain_engines(self);
+        if (items[1].revents & ZMQ_POLLIN)
+            s_drain_control(self);
+        hf_ms_t now = hf_clock_mono_ms();
+        uint64_t wall = hf_clock_wall_ns();
+        for (uint32_t i = 0; i < self->nsessions; i++) {
+            hf_session_t *s = &self->sessions[i];
+            if (hf_session_tick(s, now, wall, self->opts.watchdog_ms))
+                hf_log_warn(S_LOG, "engine=%s unavailable reason=\"%s\"", s->engine, s->reason);
+        }
+    }
+    hf_log_info(S_LOG, "stopping: engines=%u frames_refused=%" PRIu64, self->nsessions,
+                self->frames_refused);
+    return HF_OK;
+}

@@ -1,1 +1,1474 @@
-/* placeholder: being written */
+/* hf_store.c - the aggregator's durable store on LMDB.
+ *
+ * Design notes:
+ * - Keys are engine-id bytes, a 0x00 separator, then big-endian integers, so
+ *   LMDB's default memcmp order is (engine, ordinal, lane, seq) and an
+ *   engine's keys form one contiguous range (ids never contain 0x00; the
+ *   separator also keeps "ab" from being a prefix match of "abc").
+ * - Values are fixed big-endian layouts (docs/store.md), never raw structs,
+ *   so the file does not depend on padding or host byte order. Readers
+ *   accept longer values than they know (room for appended fields) and
+ *   refuse shorter ones as corrupt.
+ * - Every write is one function run inside s_write(), which owns the retry
+ *   on MDB_MAP_FULL: abort, grow the map with no transaction open (LMDB does
+ *   not check this; we can guarantee it because no transaction outlives a
+ *   call), run the function again from scratch. Write functions are
+ *   therefore re-runnable: they read everything they need inside the txn.
+ * - Records are appended with MDB_APPEND when the batch's first key sorts
+ *   after the last key of the records DB (the common case: one busy engine,
+ *   or the newest engine); otherwise plain puts. Encoding goes through one
+ *   stack buffer; no allocation per record.
+ * - The run table is updated through a one-row cache: a batch of samples of
+ *   one run costs one get and one put of the run row.
+ *
+ * Invariants (see hf_store.h): records and the acked cursor are written in
+ * one transaction; run rows are derived only from committed records;
+ * foreign data is refused untouched; sticky failure after MDB_PANIC or
+ * detected corruption.
+ */
+#include "hf_store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "hf_log.h"
+#include "hf_proto.h"
+
+#define S_MAGIC "holdfast-store"
+#define S_MIN_MAP (1u << 20)           /* bytes; smallest accepted map size    */
+#define S_KEY_MAX (HF_ENGINE_ID_MAX + 14) /* bytes; longest key we build       */
+#define S_ENGINE_ROW 53                /* bytes of an engine row (format 1)    */
+#define S_EPOCH_ROW 28                 /* bytes of an epoch row (format 1)     */
+#define S_RUN_FIXED 42                 /* bytes of a run row before its texts  */
+#define S_RUN_ROW_MAX (S_RUN_FIXED + 1 + HF_TEXT_MAX + 2 + HF_STORE_CHANNELS_MAX)
+#define S_DEFAULT_SCAN 1000000         /* records read per export call          */
+
+struct hf_store_s {
+    MDB_env *env;
+    MDB_dbi db_meta;
+    MDB_dbi db_engines;
+    MDB_dbi db_epochs;
+    MDB_dbi db_ordinals;
+    MDB_dbi db_records;
+    MDB_dbi db_runs;
+    size_t map_bytes; /* current map size (bytes)                 */
+    size_t max_bytes; /* growth bound (bytes)                     */
+    hf_err_t broken;  /* HF_OK, or the sticky error that broke us */
+    char *dir;        /* for log lines                            */
+};
+
+typedef struct {
+    uint32_t ordinal;
+    uint64_t acked[HF_LANE_COUNT];
+    uint64_t first_seen_ns;
+} s_epoch_row_t;
+
+/* ---- byte helpers --------------------------------------------------------- */
+
+static void
+s_put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t
+s_get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static void
+s_put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t
+s_get32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* engine 0x00: the prefix of every per-engine key. Returns its length. */
+static size_t
+s_key_prefix(uint8_t *k, const char *engine, size_t elen)
+{
+    memcpy(k, engine, elen);
+    k[elen] = 0;
+    return elen + 1;
+}
+
+static size_t
+s_key_u64(uint8_t *k, const char *engine, size_t elen, uint64_t v)
+{
+    size_t n = s_key_prefix(k, engine, elen);
+    s_put64(k + n, v);
+    return n + 8;
+}
+
+static size_t
+s_key_ord(uint8_t *k, const char *engine, size_t elen, uint32_t ord)
+{
+    size_t n = s_key_prefix(k, engine, elen);
+    s_put32(k + n, ord);
+    return n + 4;
+}
+
+static size_t
+s_key_rec(uint8_t *k, const char *engine, size_t elen, uint32_t ord, uint8_t lane, uint64_t seq)
+{
+    size_t n = s_key_prefix(k, engine, elen);
+    s_put32(k + n, ord);
+    k[n + 4] = lane;
+    s_put64(k + n + 5, seq);
+    return n + 13;
+}
+
+static int
+s_has_prefix(const MDB_val *k, const uint8_t *prefix, size_t plen)
+{
+    return k->mv_size >= plen && memcmp(k->mv_data, prefix, plen) == 0;
+}
+
+/* ---- rows ----------------------------------------------------------------- */
+
+static void
+s_engine_pack(const hf_store_engine_t *e, uint8_t *b)
+{
+    s_put64(b, e->current_epoch);
+    s_put32(b + 8, e->epoch_count);
+    s_put64(b + 12, e->records[0]);
+    s_put64(b + 20, e->records[1]);
+    s_put64(b + 28, e->first_seen_ns);
+    s_put64(b + 36, e->last_seen_ns);
+    s_put64(b + 44, e->last_run);
+    b[52] = e->last_run_state;
+}
+
+/* MDB_CORRUPTED for a short row or a bad key: it flows down the same error
+ * path as LMDB's own corruption reports. */
+static int
+s_engine_unpack(const MDB_val *k, const MDB_val *v, hf_store_engine_t *e)
+{
+    if (v->mv_size < S_ENGINE_ROW || k->mv_size == 0 || k->mv_size > HF_ENGINE_ID_MAX)
+        return MDB_CORRUPTED;
+    const uint8_t *b = v->mv_data;
+    memset(e, 0, sizeof *e);
+    memcpy(e->engine, k->mv_data, k->mv_size);
+    e->engine[k->mv_size] = 0;
+    e->current_epoch = s_get64(b);
+    e->epoch_count = s_get32(b + 8);
+    e->records[0] = s_get64(b + 12);
+    e->records[1] = s_get64(b + 20);
+    e->first_seen_ns = s_get64(b + 28);
+    e->last_seen_ns = s_get64(b + 36);
+    e->last_run = s_get64(b + 44);
+    e->last_run_state = b[52];
+    return MDB_SUCCESS;
+}
+
+static void
+s_epoch_pack(const s_epoch_row_t *r, uint8_t *b)
+{
+    s_put32(b, r->ordinal);
+    s_put64(b + 4, r->acked[0]);
+    s_put64(b + 12, r->acked[1]);
+    s_put64(b + 20, r->first_seen_ns);
+}
+
+static int
+s_epoch_unpack(const MDB_val *v, s_epoch_row_t *r)
+{
+    if (v->mv_size < S_EPOCH_ROW)
+        return MDB_CORRUPTED;
+    const uint8_t *b = v->mv_data;
+    r->ordinal = s_get32(b);
+    r->acked[0] = s_get64(b + 4);
+    r->acked[1] = s_get64(b + 12);
+    r->first_seen_ns = s_get64(b + 20);
+    return MDB_SUCCESS;
+}
+
+static size_t
+s_run_pack(const hf_store_run_t *r, uint8_t *b)
+{
+    b[0] = r->state;
+    b[1] = r->last_event;
+    s_put64(b + 2, r->started_ts_ns);
+    s_put64(b + 10, r->ended_ts_ns);
+    s_put64(b + 18, r->last_event_ts_ns);
+    s_put64(b + 26, r->samples);
+    s_put64(b + 34, r->control);
+    size_t n = S_RUN_FIXED;
+    size_t ml = strnlen(r->method, HF_TEXT_MAX);
+    b[n++] = (uint8_t)ml;
+    memcpy(b + n, r->method, ml);
+    n += ml;
+    size_t cl = strnlen(r->channels, HF_STORE_CHANNELS_MAX);
+    b[n++] = (uint8_t)(cl >> 8);
+    b[n++] = (uint8_t)cl;
+    memcpy(b + n, r->channels, cl);
+    return n + cl;
+}
+
+/* Fills everything but engine and run (taken from the key by the caller). */
+static int
+s_run_unpack(const MDB_val *v, hf_store_run_t *r)
+{
+    const uint8_t *b = v->mv_data;
+    size_t len = v->mv_size;
+    if (len < S_RUN_FIXED + 3)
+        return MDB_CORRUPTED;
+    r->state = b[0];
+    r->last_event = b[1];
+    r->started_ts_ns = s_get64(b + 2);
+    r->ended_ts_ns = s_get64(b + 10);
+    r->last_event_ts_ns = s_get64(b + 18);
+    r->samples = s_get64(b + 26);
+    r->control = s_get64(b + 34);
+    size_t n = S_RUN_FIXED;
+    size_t ml = b[n++];
+    if (ml > HF_TEXT_MAX || n + ml + 2 > len)
+        return MDB_CORRUPTED;
+    memcpy(r->method, b + n, ml);
+    r->method[ml] = 0;
+    n += ml;
+    size_t cl = ((size_t)b[n] << 8) | b[n + 1];
+    n += 2;
+    if (cl > HF_STORE_CHANNELS_MAX || n + cl > len)
+        return MDB_CORRUPTED;
+    memcpy(r->channels, b + n, cl);
+    r->channels[cl] = 0;
+    return MDB_SUCCESS;
+}
+
+/* Engine and run id out of a runs key (engine 0x00 run). */
+static int
+s_run_key_unpack(const MDB_val *k, hf_store_run_t *r)
+{
+    const uint8_t *b = k->mv_data;
+    if (k->mv_size < 10 || k->mv_size > HF_ENGINE_ID_MAX + 9 || b[k->mv_size - 9] != 0)
+        return MDB_CORRUPTED;
+    size_t elen = k->mv_size - 9;
+    memcpy(r->engine, b, elen);
+    r->engine[elen] = 0;
+    r->run = s_get64(b + elen + 1);
+    return MDB_SUCCESS;
+}
+
+/* ---- errors and the write loop ------------------------------------------- */
+
+static hf_err_t
+s_map_mdb(int mrc)
+{
+    switch (mrc) {
+    case MDB_SUCCESS: return HF_OK;
+    case MDB_MAP_FULL: return HF_EFULL;
+    case MDB_NOTFOUND: return HF_ENOTFOUND;
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+    case MDB_VERSION_MISMATCH:
+    case MDB_INCOMPATIBLE:
+    case MDB_BAD_VALSIZE: return HF_ECORRUPT;
+    case ENOMEM: return HF_ENOMEM;
+    case EIO:
+    case ENOSPC:
+    case EACCES:
+    case EPERM:
+    case ENOENT:
+    case ENOTDIR:
+    case EROFS: return HF_EIO;
+    default: return HF_ESTORE;
+    }
+}
+
+/* Map, log, and go sticky on errors after which the env cannot be trusted. */
+static hf_err_t
+s_fail(hf_store_t *self, const char *what, int mrc)
+{
+    hf_err_t rc = s_map_mdb(mrc);
+    hf_log_error("store", "%s dir=%s err=%s mdb=\"%s\"", what, self->dir ? self->dir : "?",
+                 hf_errname(rc), mdb_strerror(mrc));
+    if (mrc == MDB_PANIC || rc == HF_ECORRUPT)
+        self->broken = rc == HF_OK ? HF_ESTORE : rc;
+    return rc;
+}
+
+static hf_err_t
+s_grow(hf_store_t *self)
+{
+    if (self->map_bytes >= self->max_bytes) {
+        hf_log_error("store", "full dir=%s map=%zu max=%zu err=HF_EFULL", self->dir,
+                     self->map_bytes, self->max_bytes);
+        return HF_EFULL;
+    }
+    size_t next = self->map_bytes > self->max_bytes / 2 ? self->max_bytes : self->map_bytes * 2;
+    /* Safe only because no transaction of ours is open here (see top). */
+    int mrc = mdb_env_set_mapsize(self->env, next);
+    if (mrc != MDB_SUCCESS)
+        return s_fail(self, "grow", mrc);
+    MDB_envinfo info;
+    mdb_env_info(self->env, &info);
+    self->map_bytes = info.me_mapsize;
+    hf_log_info("store", "grow dir=%s map=%zu max=%zu", self->dir, self->map_bytes,
+                self->max_bytes);
+    return HF_OK;
+}
+
+/* A write step: returns an MDB code; *herr carries a logical outcome
+ * (HF_EPROTO ...) that aborts without logging as a store failure; *noop
+ * asks for an abort because nothing needs writing. */
+typedef int(s_write_fn)(hf_store_t *self, MDB_txn *txn, void *ctx, hf_err_t *herr, int *noop);
+
+static hf_err_t
+s_write(hf_store_t *self, const char *what, s_write_fn *fn, void *ctx)
+{
+    for (;;) {
+        MDB_txn *txn = NULL;
+        int mrc = mdb_txn_begin(self->env, NULL, 0, &txn);
+        if (mrc == MDB_MAP_RESIZED) {
+            /* another process grew the map: adopt its size, try again */
+            mrc = mdb_env_set_mapsize(self->env, 0);
+            if (mrc == MDB_SUCCESS)
+                continue;
+        }
+        if (mrc != MDB_SUCCESS)
+            return s_fail(self, what, mrc);
+        hf_err_t herr = HF_OK;
+        int noop = 0;
+        mrc = fn(self, txn, ctx, &herr, &noop);
+        if (mrc == MDB_SUCCESS && herr == HF_OK && !noop) {
+            mrc = mdb_txn_commit(txn); /* frees txn, also on failure */
+            if (mrc == MDB_SUCCESS)
+                return HF_OK;
+        } else {
+            mdb_txn_abort(txn);
+            if (mrc == MDB_SUCCESS)
+                return herr;
+        }
+        if (mrc != MDB_MAP_FULL)
+            return s_fail(self, what, mrc);
+        hf_err_t grc = s_grow(self);
+        if (grc != HF_OK)
+            return grc;
+    }
+}
+
+static hf_err_t
+s_check(hf_store_t *self)
+{
+    assert(self);
+    return self->broken;
+}
+
+static hf_err_t
+s_read_begin(hf_store_t *self, MDB_txn **txn)
+{
+    int mrc = mdb_txn_begin(self->env, NULL, MDB_RDONLY, txn);
+    if (mrc == MDB_MAP_RESIZED) {
+        mrc = mdb_env_set_mapsize(self->env, 0);
+        if (mrc == MDB_SUCCESS)
+            mrc = mdb_txn_begin(self->env, NULL, MDB_RDONLY, txn);
+    }
+    if (mrc != MDB_SUCCESS) {
+        *txn = NULL;
+        return s_fail(self, "read begin", mrc);
+    }
+    return HF_OK;
+}
+
+static hf_err_t
+s_engine_arg(const char *engine, size_t *elen)
+{
+    if (!engine || !hf_engine_id_valid(engine))
+        return HF_EINVAL;
+    *elen = strlen(engine);
+    return HF_OK;
+}
+
+/* ---- open / close --------------------------------------------------------- */
+
+hf_store_opts_t
+hf_store_opts_default(void)
+{
+    hf_store_opts_t o;
+    o.map_bytes = (size_t)256 << 20;
+    o.max_bytes = (size_t)64 << 30;
+    return o;
+}
+
+/* mkdir -p with 0700 for the parts we create. */
+static int
+s_mkdirs(const char *dir)
+{
+    char path[4096];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof path)
+        return ENAMETOOLONG;
+    memcpy(path, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (path[i] != '/' && path[i] != 0)
+            continue;
+        char c = path[i];
+        path[i] = 0;
+        if (mkdir(path, 0700) != 0 && errno != EEXIST)
+            return errno;
+        path[i] = c;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return errno;
+    return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+}
+
+/* Opens the DBs. A fresh environment gets them created plus the magic; an
+ * environment with data but no valid meta is foreign: the txn is aborted so
+ * nothing is written. */
+static int
+s_open_dbs(hf_store_t *self, MDB_txn *txn, void *ctx, hf_err_t *herr, int *noop)
+{
+    (void)ctx;
+    (void)noop;
+    MDB_dbi main_db;
+    MDB_stat st;
+    int mrc = mdb_dbi_open(txn, NULL, 0, &main_db);
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_stat(txn, main_db, &st);
+    if (mrc != MDB_SUCCESS)
+        return mrc;
+    int fresh = st.ms_entries == 0;
+    mrc = mdb_dbi_open(txn, "meta", fresh ? MDB_CREATE : 0, &self->db_meta);
+    if (mrc == MDB_NOTFOUND || mrc == MDB_INCOMPATIBLE) {
+        hf_log_error("store", "foreign dir=%s reason=no-meta err=HF_ECORRUPT", self->dir);
+        *herr = HF_ECORRUPT;
+        return MDB_SUCCESS;
+    }
+    if (mrc != MDB_SUCCESS)
+        return mrc;
+    MDB_val k = {strlen("magic"), "magic"};
+    MDB_val v;
+    uint8_t ver[4];
+    if (fresh) {
+        v.mv_size = strlen(S_MAGIC);
+        v.mv_data = S_MAGIC;
+        mrc = mdb_put(txn, self->db_meta, &k, &v, 0);
+        if (mrc != MDB_SUCCESS)
+            return mrc;
+        s_put32(ver, HF_STORE_FORMAT_VERSION);
+        k.mv_size = strlen("version");
+        k.mv_data = "version";
+        v.mv_size = 4;
+        v.mv_data = ver;
+        mrc = mdb_put(txn, self->db_meta, &k, &v, 0);
+        if (mrc != MDB_SUCCESS)
+            return mrc;
+    } else {
+        mrc = mdb_get(txn, self->db_meta, &k, &v);
+        if (mrc != MDB_SUCCESS || v.mv_size != strlen(S_MAGIC) ||
+            memcmp(v.mv_data, S_MAGIC, v.mv_size) != 0) {
+            hf_log_error("store", "foreign dir=%s reason=bad-magic err=HF_ECORRUPT", self->dir);
+            *herr = HF_ECORRUPT;
+            return MDB_SUCCESS;
+        }
+        k.mv_size = strlen("version");
+        k.mv_data = "version";
+        mrc = mdb_get(txn, self->db_meta, &k, &v);
+        uint32_t found = (mrc == MDB_SUCCESS && v.mv_size == 4) ? s_get32(v.mv_data) : 0;
+        if (found != HF_STORE_FORMAT_VERSION) {
+            hf_log_error("store", "version dir=%s found=%u want=%u err=HF_ECORRUPT", self->dir,
+                         found, HF_STORE_FORMAT_VERSION);
+            *herr = HF_ECORRUPT;
+            return MDB_SUCCESS;
+        }
+    }
+    struct {
+        const char *name;
+        MDB_dbi *dbi;
+    } dbs[] = {{"engines", &self->db_engines}, {"epochs", &self->db_epochs},
+               {"ordinals", &self->db_ordinals}, {"records", &self->db_records},
+               {"runs", &self->db_runs}};
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+        mrc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi);
+        if (mrc != MDB_SUCCESS)
+            return mrc;
+    }
+    return MDB_SUCCESS;
+}
+
+hf_store_t *
+hf_store_open(const char *dir, const hf_store_opts_t *opts, hf_err_t *err)
+{
+    hf_err_t rc = HF_OK;
+    int mrc = MDB_SUCCESS;
+    hf_store_t *self = NULL;
+    hf_store_opts_t o = opts ? *opts : hf_store_opts_default();
+    if (!dir || !*dir || o.map_bytes < S_MIN_MAP || o.max_bytes < o.map_bytes) {
+        hf_log_error("store", "open dir=%s err=HF_EINVAL reason=bad-options map=%zu max=%zu",
+                     dir ? dir : "(null)", o.map_bytes, o.max_bytes);
+        rc = HF_EINVAL;
+        goto fail;
+    }
+    self = calloc(1, sizeof *self);
+    if (!self || !(self->dir = strdup(dir))) {
+        rc = HF_ENOMEM;
+        goto fail;
+    }
+    self->max_bytes = o.max_bytes;
+    int e = s_mkdirs(dir);
+    if (e != 0) {
+        hf_log_error("store", "mkdir dir=%s err=HF_EIO errno=\"%s\"", dir, strerror(e));
+        rc = HF_EIO;
+        goto fail;
+    }
+    mrc = mdb_env_create(&self->env);
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_env_set_maxdbs(self->env, 8);
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_env_set_mapsize(self->env, o.map_bytes);
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_env_open(self->env, dir, MDB_NOTLS, 0600);
+    if (mrc != MDB_SUCCESS) {
+        rc = s_fail(self, "open", mrc);
+        goto fail;
+    }
+    int dead = 0;
+    mdb_reader_check(self->env, &dead);
+    if (dead > 0)
+        hf_log_warn("store", "stale readers cleared dir=%s count=%d", dir, dead);
+    MDB_envinfo info;
+    mdb_env_info(self->env, &info);
+    self->map_bytes = info.me_mapsize;
+    if (self->map_bytes > self->max_bytes)
+        self->max_bytes = self->map_bytes; /* the file is already that big */
+    rc = s_write(self, "open", s_open_dbs, NULL);
+    if (rc != HF_OK)
+        goto fail;
+    self->broken = HF_OK;
+    hf_log_info("store", "open dir=%s map=%zu max=%zu used=%zu", dir, self->map_bytes,
+                self->max_bytes, hf_store_used_bytes(self));
+    if (err)
+        *err = HF_OK;
+    return self;
+
+fail:
+    hf_store_close(&self);
+    if (err)
+        *err = rc;
+    return NULL;
+}
+
+void
+hf_store_close(hf_store_t **self_p)
+{
+    assert(self_p);
+    hf_store_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->env)
+        mdb_env_close(self->env);
+    free(self->dir);
+    free(self);
+    *self_p = NULL;
+}
+
+/* ---- engine + epoch rows -------------------------------------------------- */
+
+typedef struct {
+    hf_store_engine_t eng; /* engine row, loaded or new            */
+    s_epoch_row_t ep;      /* epoch row, loaded or new             */
+    int eng_new;           /* engine row did not exist             */
+    int ep_new;            /* epoch row did not exist              */
+} s_rows_t;
+
+/* Load (or initialise in memory) the engine and epoch rows. Nothing is
+ * written: s_rows_put does that. */
+static int
+s_rows_get(hf_store_t *self, MDB_txn *txn, const char *engine, size_t elen, uint64_t epoch,
+           uint64_t now_ns, s_rows_t *r)
+{
+    memset(r, 0, sizeof *r);
+    MDB_val k = {elen, (void *)engine};
+    MDB_val v;
+    int mrc = mdb_get(txn, self->db_engines, &k, &v);
+    if (mrc == MDB_SUCCESS)
+        mrc = s_engine_unpack(&k, &v, &r->eng);
+    else if (mrc == MDB_NOTFOUND) {
+        r->eng_new = 1;
+        memcpy(r->eng.engine, engine, elen);
+        r->eng.first_seen_ns = now_ns;
+        mrc = MDB_SUCCESS;
+    }
+    if (mrc != MDB_SUCCESS)
+        return mrc;
+    uint8_t kb[S_KEY_MAX];
+    k.mv_data = kb;
+    k.mv_size = s_key_u64(kb, engine, elen, epoch);
+    mrc = mdb_get(txn, self->db_epochs, &k, &v);
+    if (mrc == MDB_SUCCESS)
+        return s_epoch_unpack(&v, &r->ep);
+    if (mrc != MDB_NOTFOUND)
+        return mrc;
+    r->ep_new = 1;
+    r->ep.ordinal = r->eng.epoch_count;
+    r->ep.first_seen_ns = now_ns;
+    return MDB_SUCCESS;
+}
+
+static int
+s_rows_put(hf_store_t *self, MDB_txn *txn, const char *engine, size_t elen, uint64_t epoch,
+           s_rows_t *r)
+{
+    uint8_t kb[S_KEY_MAX];
+    uint8_t vb[S_ENGINE_ROW];
+    MDB_val k, v;
+    int mrc;
+    if (r->ep_new) {
+        uint8_t eb[8];
+        s_put64(eb, epoch);
+        k.mv_data = kb;
+        k.mv_size = s_key_ord(kb, engine, elen, r->ep.ordinal);
+        v.mv_data = eb;
+        v.mv_size = 8;
+        mrc = mdb_put(txn, self->db_ordinals, &k, &v, 0);
+        if (mrc != MDB_SUCCESS)
+            return mrc;
+        r->eng.epoch_count = r->ep.ordinal + 1;
+        r->eng.current_epoch = epoch;
+        r->ep_new = 0;
+    }
+    uint8_t pb[S_EPOCH_ROW];
+    s_epoch_pack(&r->ep, pb);
+    k.mv_data = kb;
+    k.mv_size = s_key_u64(kb, engine, elen, epoch);
+    v.mv_data = pb;
+    v.mv_size = S_EPOCH_ROW;
+    mrc = mdb_put(txn, self->db_epochs, &k, &v, 0);
+    if (mrc != MDB_SUCCESS)
+        return mrc;
+    s_engine_pack(&r->eng, vb);
+    k.mv_data = (void *)engine;
+    k.mv_size = elen;
+    v.mv_data = vb;
+    v.mv_size = S_ENGINE_ROW;
+    return mdb_put(txn, self->db_engines, &k, &v, 0);
+}
+
+hf_err_t
+hf_store_cursor(hf_store_t *self, const char *engine, uint64_t epoch,
+                uint64_t acked[HF_LANE_COUNT])
+{
+    hf_err_t rc = s_check(self);
+    if (rc != HF_OK)
+        return rc;
+    size_t elen;
+    if (!acked || s_engine_arg(engine, &elen) != HF_OK)
+        return HF_EINVAL;
+    for (int i = 0; i < HF_LANE_COUNT; i++)
+        acked[i] = 0;
+    MDB_txn *txn;
+    rc = s_read_begin(self, &txn);
+    if (rc != HF_OK)
+        return rc;
+    uint8_t kb[S_KEY_MAX];
+    MDB_val k = {s_key_u64(kb, engine, elen, epoch), kb};
+    MDB_val v;
+    s_epoch_row_t ep;
+    int mrc = mdb_get(txn, self->db_epochs, &k, &v);
+    if (mrc == MDB_SUCCESS)
+        mrc = s_epoch_unpack(&v, &ep);
+    if (mrc == MDB_SUCCESS) {
+        for (int i = 0; i < HF_LANE_COUNT; i++)
+            acked[i] = ep.acked[i];
+    }
+    mdb_txn_abort(txn);
+    if (mrc == MDB_NOTFOUND)
+        return HF_OK;
+    return mrc == MDB_SUCCESS ? HF_OK : s_fail(self, "cursor", mrc);
+}
+
+typedef struct {
+    const char *engine;
+    size_t elen;
+    uint64_t epoch;
+    uint64_t run;
+    uint8_t run_state;
+    uint64_t now_ns;
+} s_hello_ctx_t;
+
+static int
+s_hello_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *noop)
+{
+    (void)herr;
+    (void)noop;
+    s_hello_ctx_t *c = vctx;
+    s_rows_t r;
+    int mrc = s_rows_get(self, txn, c->engine, c->elen, c->epoch, c->now_ns, &r);
+    if (mrc != MDB_SUCCESS)
+        return mrc;
+    r.eng.current_epoch = c->epoch;
+    r.eng.last_seen_ns = c->now_ns;
+    r.eng.last_run = c->run;
+    r.eng.last_run_state = c->run_state;
+    return s_rows_put(self, txn, c->engine, c->elen, c->epoch, &r);
+}
+
+hf_err_t
+hf_store_note_hello(hf_store_t *self, const char *engine, uint64_t epoch, uint64_t run,
+                    uint8_t run_state, uint64_t now_ns)
+{
+    hf_err_t rc = s_check(self);
+    if (rc != HF_OK)
+        return rc;
+    s_hello_ctx_t c = {engine, 0, epoch, run, run_state, now_ns};
+    if (s_engine_arg(engine, &c.elen) != HF_OK || epoch == 0)
+        return HF_EINVAL;
+    return s_write(self, "hello", s_hello_txn, &c);
+}
+
+/* ---- commit ----------------------------------------------------------------- */
+
+/* One cached run row while a batch is applied. */
+typedef struct {
+    uint64_t run;     /* 0 = nothing cached */
+    int dirty;
+    hf_store_run_t row;
+} s_run_cache_t;
+
+typedef struct {
+    const char *engine;
+    size_t elen;
+    uint64_t epoch;
+    uint8_t lane;
+    const hf_record_t *recs;
+    size_t n;
+    uint64_t now_ns;
+    uint64_t acked; /* out */
+    size_t dups;    /* out */
+} s_commit_ctx_t;
+
+static int
+s_run_flush(hf_store_t *self, MDB_txn *txn, const char *engine, size_t elen, s_run_cache_t *c)
+{
+    if (!c->run || !c->dirty)
+        return MDB_SUCCESS;
+    uint8_t kb[S_KEY_MAX];
+    uint8_t vb[S_RUN_ROW_MAX];
+    MDB_val k = {s_key_u64(kb, engine, elen, c->run), kb};
+    MDB_val v = {s_run_pack(&c->row, vb), vb};
+    c->dirty = 0;
+    return mdb_put(txn, self->db_runs, &k, &v, 0);
+}
+
+static int
+s_run_load(hf_store_t *self, MDB_txn *txn, const char *engine, size_t elen, uint64_t run,
+           s_run_cache_t *c)
+{
+    if (c->run == run)
+        return MDB_SUCCESS;
+    int mrc = s_run_flush(self, txn, engine, elen, c);
+    if (mrc != MDB_SUCCESS)
+        return mrc;
+    uint8_t kb[S_KEY_MAX];
+    MDB_val k = {s_key_u64(kb, engine, elen, run), kb};
+    MDB_val v;
+    memset(&c->row, 0, sizeof c->row);
+    memcpy(c->row.engine, engine, elen);
+    c->row.run = run;
+    c->run = run;
+    mrc = mdb_get(txn, self->db_runs, &k, &v);
+    if (mrc == MDB_SUCCESS)
+        return s_run_unpack(&v, &c->row);
+    if (mrc != MDB_NOTFOUND)
+        return mrc;
+    c->row.state = HF_RUN_RUNNING; /* a run we hear of first through its records */
+    c->dirty = 1;
+    return MDB_SUCCESS;
+}
+
+/* Number of names in a comma-separated list. */
+static size_t
+s_count_names(const char *list)
+{
+    if (!*list)
+        return 0;
+    size_t n = 1;
+    for (; *list; list++)
+        n += *list == ',';
+    return n;
+}
+
+/* HF_EV_CHANNELS: .step is the index of the fragment's first channel, so a
+ * long list can come in several events: step 0 starts the list, a fragment
+ * whose step equals the names held so far extends it, others are ignored
+ * (they would misnumber channels). */
+static void
+s_apply_channels(hf_store_run_t *row, const hf_record_t *r)
+{
+    const char *text = r->u.event.text;
+    if (r->u.event.step == 0) {
+        snprintf(row->channels, sizeof row->channels, "%s", text);
+        return;
+    }
+    size_t have = strlen(row->channels);
+    if (s_count_names(row->channels) != r->u.event.step || !*text)
+        return;
+    if (have + 1 + strlen(text) > HF_STORE_CHANNELS_MAX)
+        return;
+    row->channels[have] = ',';
+    memcpy(row->channels + have + 1, text, strlen(text) + 1);
+}
+
+static void
+s_apply(hf_store_run_t *row, const hf_record_t *r)
+{
+    if (r->kind == HF_KIND_SAMPLE) {
+        row->samples++;
+        return;
+    }
+    row->control++;
+    if (r->kind != HF_KIND_EVENT)
+        return;
+    uint8_t t = r->u.event.type;
+    row->last_event = t;
+    row->last_event_ts_ns = r->ts_ns;
+    switch (t) {
+    case HF_EV_RUN_STARTED:
+        row->state = HF_RUN_RUNNING;
+        row->started_ts_ns = r->ts_ns;
+        row->ended_ts_ns = 0;
+        snprintf(row->method, sizeof row->method, "%s", r->u.event.text);
+        break;
+    case HF_EV_PAUSED: row->state = HF_RUN_PAUSED; break;
+    case HF_EV_RESUMED: row->state = HF_RUN_RUNNING; break;
+    case HF_EV_COMPLETED:
+    case HF_EV_FAILED:
+    case HF_EV_ABORTED:
+    case HF_EV_INTERRUPTED:
+        row->state = t == HF_EV_COMPLETED ? HF_RUN_COMPLETED
+                     : t == HF_EV_FAILED  ? HF_RUN_FAILED
+                     : t == HF_EV_ABORTED ? HF_RUN_ABORTED
+                                          : HF_RUN_INTERRUPTED;
+        row->ended_ts_ns = r->ts_ns;
+        break;
+    case HF_EV_CHANNELS: s_apply_channels(row, r); break;
+    default: break; /* STEP and unknown types: last_event only */
+    }
+}
+
+static int
+s_commit_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *noop)
+{
+    s_commit_ctx_t *c = vctx;
+    s_rows_t rows;
+    int mrc = s_rows_get(self, txn, c->engine, c->elen, c->epoch, c->now_ns, &rows);
+    if (mrc != MDB_SUCCESS)
+        return mrc;
+    uint64_t acked = rows.ep.acked[c->lane];
+    c->acked = acked;
+    c->dups = 0;
+    size_t skip = 0;
+    while (skip < c->n && c->recs[skip].seq <= acked)
+        skip++;
+    for (size_t i = 0; i < c->n; i++) {
+        const hf_record_t *r = &c->recs[i];
+        if (r->lane != c->lane || hf_record_lane_of(r->kind) != c->lane) {
+            hf_log_warn("store", "commit engine=%s lane=%u seq=%llu reason=wrong-lane "
+                        "err=HF_EPROTO", c->engine, c->lane, (unsigned long long)r->seq);
+            *herr = HF_EPROTO;
+            return MDB_SUCCESS;
+        }
+        if (i > 0 && r->seq <= c->recs[i - 1].seq) {
+            hf_log_warn("store", "commit engine=%s lane=%u seq=%llu reason=disorder "
+                        "err=HF_EPROTO", c->engine, c->lane, (unsigned long long)r->seq);
+            *herr = HF_EPROTO;
+            return MDB_SUCCESS;
+        }
+        if (i >= skip && r->seq != acked + 1 + (i - skip)) {
+            hf_log_warn("store", "commit engine=%s epoch=%016llx lane=%u acked=%llu "
+                        "first=%llu reason=gap err=HF_EPROTO", c->engine,
+                        (unsigned long long)c->epoch, c->lane, (unsigned long long)acked,
+                        (unsigned long long)r->seq);
+            *herr = HF_EPROTO;
+            return MDB_SUCCESS;
+        }
+    }
+    c->dups = skip;
+    if (skip == c->n && !rows.eng_new && !rows.ep_new) {
+        *noop = 1;
+        return MDB_SUCCESS;
+    }
+    size_t fresh = c->n - skip;
+    if (fresh > 0) {
+        MDB_cursor *cur = NULL;
+        mrc = mdb_cursor_open(txn, self->db_records, &cur);
+        if (mrc != MDB_SUCCESS)
+            return mrc;
+        uint8_t kb[S_KEY_MAX];
+        uint8_t vb[HF_PROTO_MAX_RECORD];
+        MDB_val k, v;
+        k.mv_data = kb;
+        k.mv_size = s_key_rec(kb, c->engine, c->elen, rows.ep.ordinal, c->lane,
+                              c->recs[skip].seq);
+        unsigned flags = MDB_APPEND;
+        MDB_val lk, lv;
+        mrc = mdb_cursor_get(cur, &lk, &lv, MDB_LAST);
+        if (mrc == MDB_SUCCESS) {
+            size_t m = lk.mv_size < k.mv_size ? lk.mv_size : k.mv_size;
+            int cmp = memcmp(k.mv_data, lk.mv_data, m);
+            if (cmp < 0 || (cmp == 0 && k.mv_size <= lk.mv_size))
+                flags = 0;
+        } else if (mrc != MDB_NOTFOUND) {
+            mdb_cursor_close(cur);
+            return mrc;
+        }
+        mrc = MDB_SUCCESS;
+        for (size_t i = skip; i < c->n && mrc == MDB_SUCCESS; i++) {
+            const hf_record_t *r = &c->recs[i];
+            size_t len = 0;
+            hf_err_t erc = hf_record_encode(r, vb, sizeof vb, &len);
+            if (erc != HF_OK) {
+                hf_log_warn("store", "commit engine=%s lane=%u seq=%llu reason=encode-%s "
+                            "err=HF_EPROTO", c->engine, c->lane, (unsigned long long)r->seq,
+                            hf_errname(erc));
+                *herr = HF_EPROTO;
+                break;
+            }
+            s_put64(kb + k.mv_size - 8, r->seq);
+            v.mv_data = vb;
+            v.mv_size = len;
+            mrc = mdb_cursor_put(cur, &k, &v, flags);
+        }
+        mdb_cursor_close(cur);
+        if (mrc != MDB_SUCCESS || *herr != HF_OK)
+            return mrc;
+
+        s_run_cache_t rc;
+        rc.run = 0;
+        rc.dirty = 0;
+        for (size_t i = skip; i < c->n && mrc == MDB_SUCCESS; i++) {
+            const hf_record_t *r = &c->recs[i];
+            if (r->run == 0)
+                continue;
+            mrc = s_run_load(self, txn, c->engine, c->elen, r->run, &rc);
+            if (mrc == MDB_SUCCESS) {
+                s_apply(&rc.row, r);
+                rc.dirty = 1;
+            }
+        }
+        if (mrc == MDB_SUCCESS)
+            mrc = s_run_flush(self, txn, c->engine, c->elen, &rc);
+        if (mrc != MDB_SUCCESS)
+            return mrc;
+        rows.ep.acked[c->lane] = c->recs[c->n - 1].seq;
+        rows.eng.records[c->lane] += fresh;
+    }
+    rows.eng.last_seen_ns = c->now_ns;
+    mrc = s_rows_put(self, txn, c->engine, c->elen, c->epoch, &rows);
+    if (mrc == MDB_SUCCESS)
+        c->acked = rows.ep.acked[c->lane];
+    return mrc;
+}
+
+hf_err_t
+hf_store_commit(hf_store_t *self, const char *engine, uint64_t epoch, uint8_t lane,
+                const hf_record_t *recs, size_t n, uint64_t now_ns, uint64_t *acked_out,
+                size_t *dups)
+{
+    if (dups)
+        *dups = 0;
+    hf_err_t rc = s_check(self);
+    if (rc != HF_OK)
+        return rc;
+    s_commit_ctx_t c = {engine, 0, epoch, lane, recs, n, now_ns, 0, 0};
+    if (s_engine_arg(engine, &c.elen) != HF_OK || epoch == 0 || lane >= HF_LANE_COUNT ||
+        (n > 0 && !recs))
+        return HF_EINVAL;
+    rc = s_write(self, "commit", s_commit_txn, &c);
+    if (rc == HF_OK || rc == HF_EPROTO) {
+        if (acked_out)
+            *acked_out = c.acked;
+    }
+    if (rc == HF_OK && dups)
+        *dups = c.dups;
+    if (rc == HF_OK)
+        hf_log_debug("store", "commit engine=%s epoch=%016llx lane=%u n=%zu dups=%zu acked=%llu",
+                     engine, (unsigned long long)epoch, lane, n, c.dups,
+                     (unsigned long long)c.acked);
+    return rc;
+}
+
+/* ---- reads ------------------------------------------------------------------- */
+
+hf_err_t
+hf_store_engine_get(hf_store_t *self, const char *engine, hf_store_engine_t *out)
+{
+    hf_err_t rc = s_check(self);
+    if (rc != HF_OK)
+        return rc;
+    size_t elen;
+    if (!out || s_engine_arg(engine, &elen) != HF_OK)
+        return HF_EINVAL;
+    MDB_txn *txn;
+    rc = s_read_begin(self, &txn);
+    if (rc != HF_OK)
+        return rc;
+    MDB_val k = {elen, (void *)engine};
+    MDB_val v;
+    int mrc = mdb_get(txn, self->db_engines, &k, &v);
+    if (mrc == MDB_SUCCESS)
+        mrc = s_engine_unpack(&k, &v, out);
+    mdb_txn_abort(txn);
+    if (mrc == MDB_NOTFOUND)
+        return HF_ENOTFOUND;
+    return mrc == MDB_SUCCESS ? HF_OK : s_fail(self, "engine get", mrc);
+}
+
+hf_err_t
+hf_store_engines_each(hf_store_t *self, hf_store_engine_fn *fn, void *arg)
+{
+    hf_err_t rc = s_check(self);
+    if (rc != HF_OK)
+        return rc;
+    if (!fn)
+        return HF_EINVAL;
+    MDB_txn *txn;
+    rc = s_read_begin(self, &txn);
+    if (rc != HF_OK)
+        return rc;
+    MDB_cursor *cur = NULL;
+    int mrc = mdb_cursor_open(txn, self->db_engines, &cur);
+    MDB_val k, v;
+    hf_store_engine_t e;
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (mrc == MDB_SUCCESS) {
+        mrc = s_engine_unpack(&k, &v, &e);
+        if (mrc != MDB_SUCCESS || fn(&e, arg) != 0)
+            break;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (mrc == MDB_NOTFOUND)
+        mrc = MDB_SUCCESS;
+    return mrc == MDB_SUCCESS ? HF_OK : s_fail(self, "engines", mrc);
+}
+
+hf_err_t
+hf_store_run_get(hf_store_t *self, const char *engine, uint64_t run, hf_store_run_t *out)
+{
+    hf_err_t rc = s_check(self);
+    if (rc != HF_OK)
+        return rc;
+    size_t elen;
+    if (!out || s_engine_arg(engine, &elen) != HF_OK)
+        return HF_EINVAL;
+    MDB_txn *txn;
+    rc = s_read_begin(self, &txn);
+    if (rc != HF_OK)
+        return rc;
+    uint8_t kb[S_KEY_MAX];
+    MDB_val k = {s_key_u64(kb, engine, elen, run), kb};
+    MDB_val v;
+    int mrc = mdb_get(txn, self->db_runs, &k, &v);
+    if (mrc == MDB_SUCCESS) {
+        memset(out, 0, sizeof *out);
+        mrc = s_run_key_unpack(&k, out);
+        if (mrc == MDB_SUCCESS)
+            mrc = s_run_unpack(&v, out);
+    }
+    mdb_txn_abort(txn);
+    if (mrc == MDB_NOTFOUND)
+        return HF_ENOTFOUND;
+    return mrc == MDB_SUCCESS ? HF_OK : s_fail(self, "run get", mrc);
+}
+
+/* Runs of one engine within an open txn. Returns MDB_SUCCESS, an error, or
+ * 1 when the callback asked to stop. */
+static int
+s_runs_of(hf_store_t *self, MDB_cursor *cur, const char *engine, size_t elen, bool reverse,
+          hf_store_run_fn *fn, void *arg, hf_store_run_t *row)
+{
+    uint8_t prefix[S_KEY_MAX];
+    size_t plen = s_key_prefix(prefix, engine, elen);
+    uint8_t kb[S_KEY_MAX];
+    MDB_val k, v;
+    int mrc;
+    (void)self;
+    if (!reverse) {
+        k.mv_data = prefix;
+        k.mv_size = plen;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    } else {
+        k.mv_data = kb;
+        k.mv_size = s_key_u64(kb, engine, elen, UINT64_MAX);
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (mrc == MDB_NOTFOUND)
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+        else if (mrc == MDB_SUCCESS && !s_has_prefix(&k, prefix, plen))
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    }
+    while (mrc == MDB_SUCCESS && s_has_prefix(&k, prefix, plen)) {
+        memset(row, 0, sizeof *row);
+        mrc = s_run_key_unpack(&k, row);
+        if (mrc == MDB_SUCCESS)
+            mrc = s_run_unpack(&v, row);
+        if (mrc != MDB_SUCCESS)
+            return mrc;
+        if (fn(row, arg) != 0)
+            return 1;
+        mrc = mdb_cursor_get(cur, &k, &v, reverse ? MDB_PREV : MDB_NEXT);
+    }
+    return mrc == MDB_NOTFOUND ? MDB_SUCCESS : mrc;
+}
+
+hf_err_t
+hf_store_runs_each(hf_store_t *self, const char *engine, bool reverse, hf_store_run_fn *fn,
+                   void *arg)
+{
+    hf_err_t rc = s_check(self);
+    if (rc != HF_OK)
+        return rc;
+    size_t elen = 0;
+    if (!fn || (engine && s_engine_arg(engine, &elen) != HF_OK))
+        return HF_EINVAL;
+    hf_store_run_t *row = malloc(sizeof *row);
+    if (!row)
+        return HF_ENOMEM;
+    MDB_txn *txn;
+    rc = s_read_begin(self, &txn);
+    if (rc != HF_OK) {
+        free(row);
+        return rc;
+    }
+    MDB_cursor *cur = NULL;
+    MDB_cursor *ecur = NULL;
+    int mrc = mdb_cursor_open(txn, self->db_runs, &cur);
+    if (mrc == MDB_SUCCESS && engine) {
+        mrc = s_runs_of(self, cur, engine, elen, reverse, fn, arg, row);
+    } else if (mrc == MDB_SUCCESS) {
+        MDB_val k, v;
+        char name[HF_ENGINE_ID_MAX + 1];
+        mrc = mdb_cursor_open(txn, self->db_engines, &ecur);
+        if (mrc == MDB_SUCCESS)
+            mrc = mdb_cursor_get(ecur, &k, &v, MDB_FIRST);
+        while (mrc == MDB_SUCCESS) {
+            if (k.mv_size == 0 || k.mv_size > HF_ENGINE_ID_MAX) {
+                mrc = MDB_CORRUPTED;
+                break;
+            }
+            memcpy(name, k.mv_data, k.mv_size);
+            name[k.mv_size] = 0;
+            mrc = s_runs_of(self, cur, name, k.mv_size, reverse, fn, arg, row);
+            if (mrc != MDB_SUCCESS)
+                break;
+            mrc = mdb_cursor_get(ecur, &k, &v, MDB_NEXT);
+        }
+    }
+    if (ecur)
+        mdb_cursor_close(ecur);
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    free(row);
+    if (mrc == MDB_NOTFOUND || mrc == 1)
+        mrc = MDB_SUCCESS;
+    return mrc == MDB_SUCCESS ? HF_OK : s_fail(self, "runs", mrc);
+}
+
+hf_err_t
+hf_store_epochs_each(hf_store_t *self, const char *engine, hf_store_epoch_fn *fn, void *arg)
+{
+    hf_err_t rc = s_check(self);
+    if (rc != HF_OK)
+        return rc;
+    size_t elen;
+    if (!fn || s_engine_arg(engine, &elen) != HF_OK)
+        return HF_EINVAL;
+    MDB_txn *txn;
+    rc = s_read_begin(self, &txn);
+    if (rc != HF_OK)
+        return rc;
+    uint8_t prefix[S_KEY_MAX];
+    size_t plen = s_key_prefix(prefix, engine, elen);
+    uint8_t kb[S_KEY_MAX];
+    MDB_cursor *cur = NULL;
+    MDB_val k = {plen, prefix};
+    MDB_val v;
+    int mrc = mdb_cursor_open(txn, self->db_ordinals, &cur);
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (mrc == MDB_SUCCESS && s_has_prefix(&k, prefix, plen)) {
+        if (v.mv_size != 8) {
+            mrc = MDB_CORRUPTED;
+            break;
+        }
+        hf_store_epoch_t e;
+        s_epoch_row_t row;
+        e.epoch = s_get64(v.mv_data);
+        MDB_val ek = {s_key_u64(kb, engine, elen, e.epoch), kb};
+        MDB_val ev;
+        mrc = mdb_get(txn, self->db_epochs, &ek, &ev);
+        if (mrc == MDB_SUCCESS)
+            mrc = s_epoch_unpack(&ev, &row);
+        if (mrc == MDB_NOTFOUND)
+            mrc = MDB_CORRUPTED; /* an ordinal without its epoch row */
+        if (mrc != MDB_SUCCESS)
+            break;
+        e.ordinal = row.ordinal;
+        e.acked[0] = row.acked[0];
+        e.acked[1] = row.acked[1];
+        e.first_seen_ns = row.first_seen_ns;
+        if (fn(&e, arg) != 0)
+            break;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (mrc == MDB_NOTFOUND)
+        mrc = MDB_SUCCESS;
+    return mrc == MDB_SUCCESS ? HF_OK : s_fail(self, "epochs", mrc);
+}
+
+/* ---- export ---------------------------------------------------------------- */
+
+void
+hf_store_pos_pack(const hf_store_pos_t *pos, uint8_t out[HF_STORE_POS_BYTES])
+{
+    s_put32(out, pos->ordinal);
+    out[4] = pos->lane;
+    s_put64(out + 5, pos->seq);
+}
+
+hf_err_t
+hf_store_pos_unpack(const uint8_t *buf, size_t len, hf_store_pos_t *pos)
+{
+    if (!buf || !pos || len != HF_STORE_POS_BYTES || buf[4] > HF_LANE_COUNT)
+        return HF_EPROTO;
+    pos->ordinal = s_get32(buf);
+    pos->lane = buf[4];
+    pos->seq = s_get64(buf + 5);
+    return HF_OK;
+}
+
+/* The position just after (ord, lane, seq) in key order. */
+static hf_store_pos_t
+s_pos_after(uint32_t ord, uint8_t lane, uint64_t seq)
+{
+    hf_store_pos_t p = {ord, lane, seq + 1};
+    if (seq == UINT64_MAX) {
+        p.lane = (uint8_t)(lane + 1);
+        p.seq = 0;
+    }
+    return p;
+}
+
+typedef struct {
+    uint32_t ordinal; /* cached ordinal -> epoch               */
+    uint64_t epoch;
+    int have_epoch;
+    uint64_t run;     /* cached run -> channels (0 = none)     */
+    int have_run;
+    hf_store_run_t row;
+} s_export_cache_t;
+
+hf_err_t
+hf_store_export(hf_store_t *self, const char *engine, const hf_store_export_opts_t *opts,
+                hf_store_pos_t *pos, hf_store_export_fn *fn, void *arg, size_t *taken,
+                bool *done)
+{
+    if (taken)
+        *taken = 0;
+    if (done)
+        *done = false;
+    hf_err_t rc = s_check(self);
+    if (rc != HF_OK)
+        return rc;
+    size_t elen;
+    if (!opts || !pos || !fn || s_engine_arg(engine, &elen) != HF_OK || opts->max_records == 0 ||
+        opts->lane < -1 || opts->lane >= HF_LANE_COUNT)
+        return HF_EINVAL;
+    size_t max_scan = opts->max_scan ? opts->max_scan : S_DEFAULT_SCAN;
+    s_export_cache_t *cache = calloc(1, sizeof *cache);
+    if (!cache)
+        return HF_ENOMEM;
+    MDB_txn *txn;
+    rc = s_read_begin(self, &txn);
+    if (rc != HF_OK) {
+        free(cache);
+        return rc;
+    }
+    MDB_cursor *cur = NULL;
+    MDB_val k = {elen, (void *)engine};
+    MDB_val v;
+    int mrc = mdb_get(txn, self->db_engines, &k, &v);
+    if (mrc == MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        free(cache);
+        return HF_ENOTFOUND;
+    }
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_cursor_open(txn, self->db_records, &cur);
+
+    uint8_t prefix[S_KEY_MAX];
+    size_t plen = s_key_prefix(prefix, engine, elen);
+    uint8_t kb[S_KEY_MAX];
+    size_t n_taken = 0;
+    size_t scanned = 0;
+    bool at_end = false;
+    bool seek = true;
+    hf_store_export_rec_t out;
+    while (mrc == MDB_SUCCESS) {
+        if (seek) {
+            k.mv_data = kb;
+            k.mv_size = s_key_rec(kb, engine, elen, pos->ordinal, pos->lane, pos->seq);
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+            seek = false;
+        } else {
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+        if (mrc == MDB_NOTFOUND || (mrc == MDB_SUCCESS && !s_has_prefix(&k, prefix, plen))) {
+            at_end = true;
+            mrc = MDB_SUCCESS;
+            break;
+        }
+        if (mrc != MDB_SUCCESS)
+            break;
+        if (k.mv_size != plen + 13) {
+            mrc = MDB_CORRUPTED;
+            break;
+        }
+        const uint8_t *kp = (const uint8_t *)k.mv_data + plen;
+        uint32_t ord = s_get32(kp);
+        uint8_t lane = kp[4];
+        uint64_t seq = s_get64(kp + 5);
+        if (opts->lane >= 0 && lane != opts->lane) {
+            /* jump to the wanted lane of this epoch, or of the next one */
+            hf_store_pos_t p = {lane < opts->lane ? ord : ord + 1, (uint8_t)opts->lane, 0};
+            if (lane > opts->lane && ord == UINT32_MAX) {
+                at_end = true;
+                break;
+            }
+            *pos = p;
+            seek = true;
+            continue;
+        }
+        if (scanned >= max_scan) {
+            pos->ordinal = ord;
+            pos->lane = lane;
+            pos->seq = seq;
+            break;
+        }
+        scanned++;
+        size_t used = 0;
+        hf_err_t drc = hf_record_decode(v.mv_data, v.mv_size, &out.rec, &used);
+        if (drc != HF_OK) {
+            hf_log_error("store", "export engine=%s ordinal=%u lane=%u seq=%llu reason=decode "
+                         "err=%s", engine, ord, lane, (unsigned long long)seq, hf_errname(drc));
+            mrc = MDB_CORRUPTED;
+            break;
+        }
+        if (opts->run && out.rec.run != opts->run) {
+            *pos = s_pos_after(ord, lane, seq);
+            continue;
+        }
+        if (n_taken >= opts->max_records) {
+            pos->ordinal = ord;
+            pos->lane = lane;
+            pos->seq = seq;
+            break;
+        }
+        out.rec.seq = seq;
+        out.rec.lane = lane;
+        if (!cache->have_epoch || cache->ordinal != ord) {
+            MDB_val ok = {s_key_ord(kb, engine, elen, ord), kb};
+            MDB_val ov;
+            mrc = mdb_get(txn, self->db_ordinals, &ok, &ov);
+            if (mrc == MDB_NOTFOUND || (mrc == MDB_SUCCESS && ov.mv_size != 8))
+                mrc = MDB_CORRUPTED;
+            if (mrc != MDB_SUCCESS)
+                break;
+            cache->ordinal = ord;
+            cache->epoch = s_get64(ov.mv_data);
+            cache->have_epoch = 1;
+        }
+        out.epoch = cache->epoch;
+        out.ordinal = ord;
+        out.channels = NULL;
+        if (out.rec.kind == HF_KIND_SAMPLE && out.rec.run != 0) {
+            if (!cache->have_run || cache->run != out.rec.run) {
+                cache->run = out.rec.run;
+                cache->have_run = 1;
+                cache->row.channels[0] = 0;
+                MDB_val rk = {s_key_u64(kb, engine, elen, out.rec.run), kb};
+                MDB_val rv;
+                mrc = mdb_get(txn, self->db_runs, &rk, &rv);
+                if (mrc == MDB_SUCCESS)
+                    mrc = s_run_unpack(&rv, &cache->row);
+                else if (mrc == MDB_NOTFOUND)
+                    mrc = MDB_SUCCESS;
+                if (mrc != MDB_SUCCESS)
+                    break;
+            }
+            if (cache->row.channels[0])
+                out.channels = cache->row.channels;
+        }
+        if (fn(&out, arg) != 0) {
+            pos->ordinal = ord;
+            pos->lane = lane;
+            pos->seq = seq;
+            break;
+        }
+        n_taken++;
+        *pos = s_pos_after(ord, lane, seq);
+        /* kb was reused for lookups; the cursor keeps its own position */
+    }
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    free(cache);
+    if (taken)
+        *taken = n_taken;
+    if (mrc != MDB_SUCCESS)
+        return s_fail(self, "export", mrc);
+    if (done)
+        *done = at_end;
+    return HF_OK;
+}
+
+/* ---- sizes ---------------------------------------------------------------- */
+
+size_t
+hf_store_used_bytes(hf_store_t *self)
+{
+    assert(self);
+    MDB_envinfo info;
+    MDB_stat st;
+    if (mdb_env_info(self->env, &info) != MDB_SUCCESS || mdb_env_stat(self->env, &st) != 0)
+        return 0;
+    return (info.me_last_pgno + 1) * (size_t)st.ms_psize;
+}
+
+size_t
+hf_store_map_bytes(hf_store_t *self)
+{
+    assert(self);
+    return self->map_bytes;
+}

@@ -1,1 +1,795 @@
-/* placeholder: being written */
+/* hf_dispatcher.c - the shell around the spool and the link protocol.
+ *
+ * One worker thread owns the spool, the link state machine and the ZeroMQ
+ * DEALER. The producer (the engine) only touches the staging buffer, under
+ * the mutex: send() copies a record in and returns; the worker swaps the
+ * buffer out and commits it to the spool in one LMDB transaction (group
+ * commit: when the buffer holds commit_max records, when commit_window_ms
+ * has passed since the first record arrived, or on flush).
+ *
+ * Invariants:
+ * - A record reaches the network only after its spool commit returned.
+ * - The spool is trimmed only for seqs the aggregator acknowledged (the
+ *   link emits TRIM for ACK/WELCOME only; both follow the peer's commit).
+ * - A connection that dropped is never reused: its socket is closed (with
+ *   zero linger) and a fresh one made, so frames queued for a dead
+ *   connection can't surface later, and every connection starts with
+ *   HELLO/WELCOME, which tells exactly where to resume.
+ * - Staging is bounded (staging_max); a full buffer blocks the producer
+ *   until the next commit (the "block" policy; other full-spool policies
+ *   are a dispatcher issue of their own).
+ *
+ * Wake-ups: the producer signals an eventfd when the staging buffer goes
+ * from empty to non-empty and on flush; zmq_poll watches it with the
+ * socket, so the worker sleeps exactly until something is due.
+ */
+#include "hf_dispatcher.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "hf_link.h"
+#include "hf_log.h"
+#include "hf_proto.h"
+#include "hf_spool.h"
+#include "hf_time.h"
+
+#define S_LOG "dispatcher"
+#define S_BATCH_BYTES (4u << 20) /* bytes: one BATCH frame buffer */
+
+struct hf_dispatcher_s {
+    hf_dispatcher_opts_t opts;
+    char engine[HF_ENGINE_ID_MAX + 1];
+    char endpoint[256];
+    hf_channel_t channel;
+
+    /* ---- shared with the producer, under mu ---- */
+    pthread_mutex_t mu;
+    pthread_cond_t cond;     /* commits, acks, space in staging             */
+    hf_record_t *fill;       /* staging buffer being filled (staging_max)   */
+    uint32_t fill_count;     /* records in fill                             */
+    uint64_t sent_total;     /* records accepted by send()                  */
+    uint64_t committed_total;/* records committed to the spool              */
+    uint64_t flush_req;      /* flush requests not yet served              */
+    hf_err_t commit_err;     /* last commit failure, HF_OK when healthy     */
+    hf_dispatcher_stats_t stats;
+    bool stopping;
+    int wake_fd;             /* eventfd: producer -> worker                 */
+
+    /* ---- worker only ---- */
+    pthread_t thread;
+    bool thread_started;
+    hf_record_t *work;       /* staging buffer being committed              */
+    hf_spool_t *spool;
+    hf_link_t *link;
+    void *zctx;
+    void *sock;              /* DEALER, NULL while disconnected             */
+    void *mon;               /* PAIR receiving the socket's monitor events  */
+    unsigned mon_serial;     /* makes each monitor endpoint unique          */
+    hf_ms_t reconnect_at;    /* ms: when to make the next socket            */
+    uint32_t backoff_ms;     /* current reconnect backoff                   */
+    uint64_t first_staged_ms;/* ms: first record of the pending group seen  */
+    uint64_t rng;            /* xorshift state for reconnect jitter         */
+    uint64_t run;            /* the engine's current run, from its events   */
+    uint8_t run_state;       /* hf_run_state_t                              */
+    uint8_t *batch_buf;      /* S_BATCH_BYTES                               */
+};
+
+/* ------------------------------------------------------------------ */
+
+hf_dispatcher_opts_t
+hf_dispatcher_opts_default(void)
+{
+    hf_dispatcher_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.spool_max_bytes = (size_t)1 << 30;
+    o.durable = true;
+    o.commit_window_ms = 5;
+    o.commit_max = 8192;
+    o.staging_max = 16384;
+    o.batch_max = 4096;
+    o.window = 8;
+    o.heartbeat_ms = 1000;
+    o.peer_timeout_ms = 3000;
+    o.reconnect_max_ms = 2000;
+    return o;
+}
+
+static hf_err_t s_send(void *impl, const hf_record_t *rec);
+static hf_err_t s_flush(void *impl);
+static void s_close_noop(void *impl);
+static const hf_channel_ops_t s_channel_ops = {s_send, s_flush, s_close_noop};
+static void *s_worker(void *arg);
+
+static uint64_t
+s_rand(hf_dispatcher_t *self)
+{
+    uint64_t x = self->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    self->rng = x;
+    return x;
+}
+
+static void
+s_wake(hf_dispatcher_t *self)
+{
+    uint64_t one = 1;
+    ssize_t n = write(self->wake_fd, &one, sizeof one);
+    (void)n; /* EAGAIN means a wake-up is already pending */
+}
+
+hf_dispatcher_t *
+hf_dispatcher_open(const hf_dispatcher_opts_t *opts, hf_err_t *err)
+{
+    hf_err_t rc = HF_EINVAL;
+    hf_dispatcher_t *self = NULL;
+    if (!opts || !opts->engine_id || !hf_engine_id_valid(opts->engine_id)) {
+        hf_log_error(S_LOG, "invalid engine id (1-%d of [A-Za-z0-9._-])", HF_ENGINE_ID_MAX);
+        goto fail;
+    }
+    if (!opts->endpoint || !*opts->endpoint || strlen(opts->endpoint) >= 256 ||
+        !opts->spool_dir || !*opts->spool_dir) {
+        hf_log_error(S_LOG, "endpoint and spool directory are required");
+        goto fail;
+    }
+    if (opts->commit_max == 0 || opts->staging_max < opts->commit_max || opts->batch_max == 0 ||
+        opts->batch_max > HF_PROTO_MAX_BATCH || opts->window == 0 || opts->window > 64 ||
+        opts->heartbeat_ms == 0 || opts->peer_timeout_ms <= opts->heartbeat_ms ||
+        opts->reconnect_max_ms == 0) {
+        hf_log_error(S_LOG, "invalid dispatcher options");
+        goto fail;
+    }
+    self = calloc(1, sizeof *self);
+    if (!self) {
+        rc = HF_ENOMEM;
+        goto fail;
+    }
+    self->wake_fd = -1;
+    self->opts = *opts;
+    snprintf(self->engine, sizeof self->engine, "%s", opts->engine_id);
+    snprintf(self->endpoint, sizeof self->endpoint, "%s", opts->endpoint);
+    self->opts.engine_id = self->engine;
+    self->opts.endpoint = self->endpoint;
+    self->opts.spool_dir = NULL; /* not kept: only open needs it */
+    self->channel.ops = &s_channel_ops;
+    self->channel.impl = self;
+
+    pthread_mutex_init(&self->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&self->cond, &ca);
+    pthread_condattr_destroy(&ca);
+
+    self->fill = calloc(opts->staging_max, sizeof(hf_record_t));
+    self->work = calloc(opts->staging_max, sizeof(hf_record_t));
+    self->batch_buf = malloc(S_BATCH_BYTES);
+    if (!self->fill || !self->work || !self->batch_buf) {
+        rc = HF_ENOMEM;
+        goto fail;
+    }
+    self->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (self->wake_fd < 0) {
+        hf_log_error(S_LOG, "eventfd: %s", strerror(errno));
+        rc = HF_EIO;
+        goto fail;
+    }
+    hf_spool_opts_t so = hf_spool_opts_default();
+    so.max_bytes = opts->spool_max_bytes;
+    if (so.map_bytes > so.max_bytes)
+        so.map_bytes = so.max_bytes;
+    so.durable = opts->durable;
+    self->spool = hf_spool_open(opts->spool_dir, &so, &rc);
+    if (!self->spool)
+        goto fail;
+
+    hf_link_opts_t lo = {
+        .engine_id = self->engine,
+        .epoch = hf_spool_epoch(self->spool),
+        .window = opts->window,
+        .batch_max = opts->batch_max,
+        .heartbeat_ms = opts->heartbeat_ms,
+        .peer_timeout_ms = opts->peer_timeout_ms,
+    };
+    self->link = hf_link_new(&lo, &rc);
+    if (!self->link)
+        goto fail;
+    for (int l = 0; l < HF_LANE_COUNT; l++) {
+        self->stats.committed[l] = hf_spool_last_seq(self->spool, (hf_lane_t)l);
+        self->stats.acked[l] = hf_spool_acked(self->spool, (hf_lane_t)l);
+        self->stats.pending[l] = hf_spool_depth(self->spool, (hf_lane_t)l);
+        hf_link_committed(self->link, (uint8_t)l, self->stats.committed[l]);
+    }
+    self->stats.epoch = hf_spool_epoch(self->spool);
+
+    if (getrandom(&self->rng, sizeof self->rng, 0) != sizeof self->rng || self->rng == 0)
+        self->rng = 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
+    self->zctx = zmq_ctx_new();
+    if (!self->zctx) {
+        hf_log_error(S_LOG, "zmq_ctx_new: %s", zmq_strerror(errno));
+        rc = HF_EIO;
+        goto fail;
+    }
+    self->backoff_ms = 100;
+    self->reconnect_at = 0;
+    if (pthread_create(&self->thread, NULL, s_worker, self) != 0) {
+        hf_log_error(S_LOG, "cannot start worker thread");
+        rc = HF_ENOMEM;
+        goto fail;
+    }
+    self->thread_started = true;
+    hf_log_info(S_LOG,
+                "open engine=%s epoch=%016" PRIx64 " endpoint=%s committed=%" PRIu64 "/%" PRIu64
+                " pending=%" PRIu64 "/%" PRIu64 " durable=%d",
+                self->engine, self->stats.epoch, self->endpoint, self->stats.committed[0],
+                self->stats.committed[1], self->stats.pending[0], self->stats.pending[1],
+                (int)opts->durable);
+    if (err)
+        *err = HF_OK;
+    return self;
+fail:
+    hf_dispatcher_close(&self);
+    if (err)
+        *err = rc;
+    return NULL;
+}
+
+hf_channel_t *
+hf_dispatcher_channel(hf_dispatcher_t *self)
+{
+    assert(self);
+    return &self->channel;
+}
+
+void
+hf_dispatcher_stats(hf_dispatcher_t *self, hf_dispatcher_stats_t *out)
+{
+    assert(self && out);
+    pthread_mutex_lock(&self->mu);
+    *out = self->stats;
+    pthread_mutex_unlock(&self->mu);
+}
+
+static bool
+s_drained(const hf_dispatcher_t *self)
+{
+    for (int l = 0; l < HF_LANE_COUNT; l++)
+        if (self->stats.acked[l] < self->stats.committed[l])
+            return false;
+    return self->committed_total == self->sent_total;
+}
+
+static struct timespec
+s_abs_deadline(uint32_t timeout_ms)
+{
+    uint64_t t = hf_clock_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+    struct timespec ts = {.tv_sec = (time_t)(t / 1000000000ull),
+                          .tv_nsec = (long)(t % 1000000000ull)};
+    return ts;
+}
+
+hf_err_t
+hf_dispatcher_drain(hf_dispatcher_t *self, uint32_t timeout_ms)
+{
+    assert(self);
+    struct timespec dl = s_abs_deadline(timeout_ms);
+    hf_err_t rc = HF_OK;
+    pthread_mutex_lock(&self->mu);
+    while (!s_drained(self)) {
+        if (pthread_cond_timedwait(&self->cond, &self->mu, &dl) == ETIMEDOUT) {
+            rc = s_drained(self) ? HF_OK : HF_ETIMEDOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&self->mu);
+    return rc;
+}
+
+void
+hf_dispatcher_close(hf_dispatcher_t **self_p)
+{
+    assert(self_p);
+    hf_dispatcher_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->thread_started) {
+        s_flush(self);
+        pthread_mutex_lock(&self->mu);
+        self->stopping = true;
+        pthread_cond_broadcast(&self->cond);
+        pthread_mutex_unlock(&self->mu);
+        s_wake(self);
+        pthread_join(self->thread, NULL);
+        hf_log_info(S_LOG,
+                    "close engine=%s committed=%" PRIu64 "/%" PRIu64 " acked=%" PRIu64
+                    "/%" PRIu64 " pending=%" PRIu64 "/%" PRIu64,
+                    self->engine, self->stats.committed[0], self->stats.committed[1],
+                    self->stats.acked[0], self->stats.acked[1], self->stats.pending[0],
+                    self->stats.pending[1]);
+    }
+    if (self->sock)
+        zmq_close(self->sock);
+    if (self->mon)
+        zmq_close(self->mon);
+    if (self->zctx)
+        zmq_ctx_term(self->zctx);
+    hf_link_destroy(&self->link);
+    hf_spool_close(&self->spool);
+    if (self->wake_fd >= 0)
+        close(self->wake_fd);
+    free(self->fill);
+    free(self->work);
+    free(self->batch_buf);
+    pthread_cond_destroy(&self->cond);
+    pthread_mutex_destroy(&self->mu);
+    free(self);
+    *self_p = NULL;
+}
+
+/* ---- the channel face (producer thread) --------------------------- */
+
+static hf_err_t
+s_send(void *impl, const hf_record_t *rec)
+{
+    hf_dispatcher_t *self = impl;
+    if (!rec || rec->kind < HF_KIND_SAMPLE || rec->kind > HF_KIND_GAP)
+        return HF_EINVAL;
+    pthread_mutex_lock(&self->mu);
+    while (self->fill_count == self->opts.staging_max && !self->stopping)
+        pthread_cond_wait(&self->cond, &self->mu);
+    if (self->stopping) {
+        pthread_mutex_unlock(&self->mu);
+        return HF_ECLOSED;
+    }
+    hf_record_t *slot = &self->fill[self->fill_count++];
+    *slot = *rec;
+    slot->seq = 0;
+    slot->lane = (uint8_t)hf_record_lane_of(rec->kind);
+    self->sent_total++;
+    bool wake = self->fill_count == 1 || self->fill_count == self->opts.commit_max;
+    pthread_mutex_unlock(&self->mu);
+    if (wake)
+        s_wake(self);
+    return HF_OK;
+}
+
+static hf_err_t
+s_flush(void *impl)
+{
+    hf_dispatcher_t *self = impl;
+    hf_err_t rc = HF_OK;
+    pthread_mutex_lock(&self->mu);
+    uint64_t target = self->sent_total;
+    if (self->committed_total < target) {
+        self->flush_req++;
+        pthread_mutex_unlock(&self->mu);
+        s_wake(self);
+        pthread_mutex_lock(&self->mu);
+        while (self->committed_total < target && !self->stopping)
+            pthread_cond_wait(&self->cond, &self->mu);
+        if (self->committed_total < target)
+            rc = self->commit_err != HF_OK ? self->commit_err : HF_ECLOSED;
+    }
+    pthread_mutex_unlock(&self->mu);
+    return rc;
+}
+
+static void
+s_close_noop(void *impl)
+{
+    (void)impl; /* the dispatcher is closed by hf_dispatcher_close */
+}
+
+/* ---- worker -------------------------------------------------------- */
+
+static void
+s_track_run(hf_dispatcher_t *self, const hf_record_t *r)
+{
+    if (r->kind != HF_KIND_EVENT)
+        return;
+    switch (r->u.event.type) {
+    case HF_EV_RUN_STARTED:
+        self->run = r->run;
+        self->run_state = HF_RUN_RUNNING;
+        break;
+    case HF_EV_PAUSED: self->run_state = HF_RUN_PAUSED; break;
+    case HF_EV_RESUMED: self->run_state = HF_RUN_RUNNING; break;
+    case HF_EV_COMPLETED: self->run_state = HF_RUN_COMPLETED; break;
+    case HF_EV_FAILED: self->run_state = HF_RUN_FAILED; break;
+    case HF_EV_ABORTED: self->run_state = HF_RUN_ABORTED; break;
+    case HF_EV_INTERRUPTED: self->run_state = HF_RUN_INTERRUPTED; break;
+    default: break;
+    }
+}
+
+/* Commit the staging buffer if a group is due. Returns true if it did. */
+static bool
+s_commit_due(hf_dispatcher_t *self, hf_ms_t now, bool force)
+{
+    pthread_mutex_lock(&self->mu);
+    uint32_t n = self->fill_count;
+    if (n == 0) {
+        pthread_mutex_unlock(&self->mu);
+        return false;
+    }
+    if (self->first_staged_ms == 0)
+        self->first_staged_ms = now;
+    bool due = force || self->stopping || self->flush_req > 0 || n >= self->opts.commit_max ||
+               now - self->first_staged_ms >= self->opts.commit_window_ms;
+    if (!due) {
+        pthread_mutex_unlock(&self->mu);
+        return false;
+    }
+    hf_record_t *t = self->fill;
+    self->fill = self->work;
+    self->work = t;
+    self->fill_count = 0;
+    self->flush_req = 0;
+    pthread_mutex_unlock(&self->mu);
+
+    hf_err_t rc = hf_spool_append(self->spool, self->work, n);
+    pthread_mutex_lock(&self->mu);
+    if (rc != HF_OK) {
+        /* Nothing was committed: put the group back in front of what
+         * arrived meanwhile, and retry later. The producer blocks once
+         * staging is full; nothing is dropped. */
+        uint32_t later = self->fill_count;
+        if (n + later <= self->opts.staging_max) {
+            memmove(self->work + n, self->fill, later * sizeof(hf_record_t));
+            hf_record_t *u = self->fill;
+            self->fill = self->work;
+            self->work = u;
+            self->fill_count = n + later;
+        } else {
+            /* cannot happen: staging never holds more than staging_max */
+            assert(0);
+        }
+        if (self->commit_err != rc)
+            hf_log_error(S_LOG, "spool commit failed err=%s records=%u: will retry",
+                         hf_errname(rc), n);
+        self->commit_err = rc;
+        self->flush_req = 1;
+        pthread_mutex_unlock(&self->mu);
+        return false;
+    }
+    if (self->commit_err != HF_OK)
+        hf_log_info(S_LOG, "spool commit recovered");
+    self->commit_err = HF_OK;
+    self->committed_total += n;
+    self->first_staged_ms = self->fill_count > 0 ? now : 0;
+    for (int l = 0; l < HF_LANE_COUNT; l++) {
+        self->stats.committed[l] = hf_spool_last_seq(self->spool, (hf_lane_t)l);
+        self->stats.pending[l] = hf_spool_depth(self->spool, (hf_lane_t)l);
+    }
+    pthread_cond_broadcast(&self->cond);
+    pthread_mutex_unlock(&self->mu);
+    for (uint32_t i = 0; i < n; i++)
+        s_track_run(self, &self->work[i]);
+    for (int l = 0; l < HF_LANE_COUNT; l++)
+        hf_link_committed(self->link, (uint8_t)l, hf_spool_last_seq(self->spool, (hf_lane_t)l));
+    return true;
+}
+
+static void
+s_drop_socket(hf_dispatcher_t *self, hf_ms_t now, const char *reason)
+{
+    if (self->sock) {
+        zmq_close(self->sock);
+        self->sock = NULL;
+    }
+    if (self->mon) {
+        zmq_close(self->mon);
+        self->mon = NULL;
+    }
+    hf_link_disconnected(self->link, now);
+    uint32_t jitter = (uint32_t)(s_rand(self) % (self->backoff_ms / 2 + 1));
+    self->reconnect_at = now + self->backoff_ms / 2 + jitter;
+    self->backoff_ms *= 2;
+    if (self->backoff_ms > self->opts.reconnect_max_ms)
+        self->backoff_ms = self->opts.reconnect_max_ms;
+    pthread_mutex_lock(&self->mu);
+    bool was = self->stats.connected;
+    self->stats.connected = false;
+    pthread_mutex_unlock(&self->mu);
+    if (was || reason)
+        hf_log_warn(S_LOG, "link down engine=%s reason=\"%s\" retry_in_ms=%" PRIu64, self->engine,
+                    reason ? reason : "disconnected", self->reconnect_at - now);
+}
+
+static void
+s_make_socket(hf_dispatcher_t *self)
+{
+    int one = 1, zero = 0, hwm = 1000;
+    int rivl = 100, rmax = (int)self->opts.reconnect_max_ms;
+    int64_t maxmsg = HF_PROTO_MAX_FRAME;
+    char mon_ep[96];
+    self->sock = zmq_socket(self->zctx, ZMQ_DEALER);
+    if (!self->sock)
+        goto fail;
+    /* IMMEDIATE: never queue for a connection that is not complete;
+     * LINGER 0: the spool, not the socket, is the source of truth. */
+    zmq_setsockopt(self->sock, ZMQ_IMMEDIATE, &one, sizeof one);
+    zmq_setsockopt(self->sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(self->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(self->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(self->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(self->sock, ZMQ_RECONNECT_IVL, &rivl, sizeof rivl);
+    zmq_setsockopt(self->sock, ZMQ_RECONNECT_IVL_MAX, &rmax, sizeof rmax);
+    zmq_setsockopt(self->sock, ZMQ_ROUTING_ID, self->engine, strlen(self->engine));
+    snprintf(mon_ep, sizeof mon_ep, "inproc://hf-dispatcher-mon-%p-%u", (void *)self,
+             ++self->mon_serial);
+    if (zmq_socket_monitor(self->sock, mon_ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
+        goto fail;
+    self->mon = zmq_socket(self->zctx, ZMQ_PAIR);
+    if (!self->mon || zmq_connect(self->mon, mon_ep) != 0)
+        goto fail;
+    zmq_setsockopt(self->mon, ZMQ_LINGER, &zero, sizeof zero);
+    if (zmq_connect(self->sock, self->endpoint) != 0)
+        goto fail;
+    return;
+fail:
+    hf_log_error(S_LOG, "socket setup for %s failed: %s", self->endpoint, zmq_strerror(errno));
+    if (self->sock)
+        zmq_close(self->sock);
+    if (self->mon)
+        zmq_close(self->mon);
+    self->sock = self->mon = NULL;
+    self->reconnect_at = hf_clock_mono_ms() + self->opts.reconnect_max_ms;
+}
+
+typedef struct {
+    hf_batch_writer_t *w;
+    uint64_t expect;  /* next seq expected                            */
+    uint64_t last;    /* last seq added                               */
+    bool gap;
+} s_fill_t;
+
+static hf_err_t
+s_fill_cb(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
+{
+    s_fill_t *f = arg;
+    if (seq != f->expect) {
+        f->gap = true;
+        return HF_ECORRUPT;
+    }
+    hf_err_t rc = hf_batch_add_encoded(f->w, seq, rec, len);
+    if (rc != HF_OK)
+        return rc;
+    f->last = seq;
+    f->expect = seq + 1;
+    return HF_OK;
+}
+
+static void
+s_send_batch(hf_dispatcher_t *self, const hf_link_action_t *a, hf_ms_t now)
+{
+    hf_batch_writer_t w;
+    hf_batch_begin(&w, a->lane, self->batch_buf, S_BATCH_BYTES);
+    s_fill_t f = {.w = &w, .expect = a->seq, .last = 0, .gap = false};
+    size_t n = 0;
+    hf_err_t rc = hf_spool_read(self->spool, (hf_lane_t)a->lane, a->seq, a->max,
+                                S_BATCH_BYTES - 64, s_fill_cb, &f, &n);
+    if (f.gap) {
+        /* The peer asked for records this spool no longer holds. */
+        hf_log_error(S_LOG, "spool lacks lane=%s seq=%" PRIu64 ": aggregator behind the spool",
+                     hf_lane_name(a->lane), a->seq);
+        hf_link_batch_sent(self->link, a->lane, 0, now);
+        s_drop_socket(self, now, "spool cannot serve the aggregator's cursor");
+        return;
+    }
+    if ((rc != HF_OK && rc != HF_EFULL) || f.last == 0) {
+        if (rc != HF_OK)
+            hf_log_error(S_LOG, "spool read lane=%s from=%" PRIu64 " err=%s",
+                         hf_lane_name(a->lane), a->seq, hf_errname(rc));
+        hf_link_batch_sent(self->link, a->lane, 0, now);
+        return;
+    }
+    size_t len = 0;
+    hf_batch_finish(&w, &len);
+    if (zmq_send(self->sock, self->batch_buf, len, ZMQ_DONTWAIT) < 0) {
+        hf_link_batch_sent(self->link, a->lane, 0, now);
+        s_drop_socket(self, now, "send failed (peer gone or not keeping up)");
+        return;
+    }
+    hf_link_batch_sent(self->link, a->lane, f.last, now);
+    hf_log_debug(S_LOG, "batch lane=%s seq=%" PRIu64 "..%" PRIu64 " bytes=%zu",
+                 hf_lane_name(a->lane), a->seq, f.last, len);
+}
+
+static void
+s_run_actions(hf_dispatcher_t *self, hf_ms_t now)
+{
+    hf_link_action_t a;
+    while (hf_link_next_action(self->link, &a)) {
+        switch (a.type) {
+        case HF_LINK_ACT_SEND:
+            if (!self->sock)
+                break;
+            if (zmq_send(self->sock, a.frame, a.len, ZMQ_DONTWAIT) < 0)
+                s_drop_socket(self, now, "send failed");
+            break;
+        case HF_LINK_ACT_SEND_BATCH:
+            if (!self->sock) {
+                hf_link_batch_sent(self->link, a.lane, 0, now);
+                break;
+            }
+            s_send_batch(self, &a, now);
+            break;
+        case HF_LINK_ACT_TRIM: {
+            hf_err_t rc = hf_spool_trim(self->spool, (hf_lane_t)a.lane, a.seq);
+            if (rc != HF_OK)
+                hf_log_error(S_LOG, "spool trim lane=%s upto=%" PRIu64 " err=%s",
+                             hf_lane_name(a.lane), a.seq, hf_errname(rc));
+            pthread_mutex_lock(&self->mu);
+            self->stats.acked[a.lane] = hf_spool_acked(self->spool, (hf_lane_t)a.lane);
+            self->stats.pending[a.lane] = hf_spool_depth(self->spool, (hf_lane_t)a.lane);
+            pthread_cond_broadcast(&self->cond);
+            pthread_mutex_unlock(&self->mu);
+            break;
+        }
+        case HF_LINK_ACT_RECONNECT: s_drop_socket(self, now, a.reason); break;
+        case HF_LINK_ACT_STREAMING:
+            self->backoff_ms = 100;
+            pthread_mutex_lock(&self->mu);
+            self->stats.connected = true;
+            self->stats.reconnects++;
+            pthread_mutex_unlock(&self->mu);
+            hf_log_info(S_LOG,
+                        "streaming engine=%s version=%" PRIu64 " resume_from=%" PRIu64
+                        "/%" PRIu64,
+                        self->engine, a.seq, hf_link_acked(self->link, 0) + 1,
+                        hf_link_acked(self->link, 1) + 1);
+            break;
+        }
+    }
+    if (hf_link_state(self->link) == HF_LINK_FAILED) {
+        hf_log_error(S_LOG, "link failed (protocol violation by the aggregator or a confused "
+                            "log): reconnecting afresh");
+        hf_link_reset(self->link);
+        s_drop_socket(self, now, "protocol failure");
+    }
+}
+
+static void
+s_on_monitor(hf_dispatcher_t *self, hf_ms_t now)
+{
+    for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, self->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size(&m) >= 6)
+            memcpy(&event, zmq_msg_data(&m), sizeof event);
+        bool more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+        while (more) { /* the endpoint frame */
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, self->mon, 0) < 0) {
+                zmq_msg_close(&m);
+                break;
+            }
+            more = zmq_msg_more(&m);
+            zmq_msg_close(&m);
+        }
+        if (event == ZMQ_EVENT_CONNECTED) {
+            uint64_t last[HF_LANE_COUNT];
+            for (int l = 0; l < HF_LANE_COUNT; l++)
+                last[l] = hf_spool_last_seq(self->spool, (hf_lane_t)l);
+            hf_log_info(S_LOG, "connected engine=%s endpoint=%s: HELLO", self->engine,
+                        self->endpoint);
+            hf_link_connected(self->link, now, last, self->run, self->run_state);
+        } else if (event == ZMQ_EVENT_DISCONNECTED) {
+            s_drop_socket(self, now, "connection closed");
+            return; /* the monitor socket is gone */
+        }
+    }
+}
+
+static void
+s_on_socket(hf_dispatcher_t *self, hf_ms_t now)
+{
+    for (int i = 0; i < 256 && self->sock; i++) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, self->sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        bool more = zmq_msg_more(&m);
+        if (!more) {
+            hf_err_t rc = hf_link_on_frame(self->link, zmq_msg_data(&m), zmq_msg_size(&m), now);
+            if (rc != HF_OK)
+                hf_log_warn(S_LOG, "frame from aggregator refused err=%s", hf_errname(rc));
+        }
+        zmq_msg_close(&m);
+        while (more && self->sock) { /* multi-part messages are not ours */
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, self->sock, 0) < 0) {
+                zmq_msg_close(&m);
+                break;
+            }
+            more = zmq_msg_more(&m);
+            zmq_msg_close(&m);
+        }
+        s_run_actions(self, now);
+    }
+}
+
+static void *
+s_worker(void *arg)
+{
+    hf_dispatcher_t *self = arg;
+    for (;;) {
+        hf_ms_t now = hf_clock_mono_ms();
+        pthread_mutex_lock(&self->mu);
+        bool stopping = self->stopping;
+        pthread_mutex_unlock(&self->mu);
+        s_commit_due(self, now, stopping);
+        if (stopping)
+            break;
+        if (!self->sock && now >= self->reconnect_at)
+            s_make_socket(self);
+        hf_link_on_timer(self->link, now);
+        s_run_actions(self, now);
+
+        zmq_pollitem_t items[3];
+        int ni = 0;
+        items[ni++] = (zmq_pollitem_t){.socket = NULL, .fd = self->wake_fd, .events = ZMQ_POLLIN};
+        int i_sock = -1, i_mon = -1;
+        if (self->sock) {
+            i_sock = ni;
+            items[ni++] = (zmq_pollitem_t){.socket = self->sock, .events = ZMQ_POLLIN};
+            i_mon = ni;
+            items[ni++] = (zmq_pollitem_t){.socket = self->mon, .events = ZMQ_POLLIN};
+        }
+        hf_ms_t deadline = hf_link_deadline(self->link);
+        if (!self->sock && self->reconnect_at < deadline)
+            deadline = self->reconnect_at;
+        pthread_mutex_lock(&self->mu);
+        if (self->fill_count > 0) {
+            hf_ms_t c = (self->first_staged_ms ? self->first_staged_ms : now) +
+                        self->opts.commit_window_ms;
+            if (c < deadline)
+                deadline = c;
+        }
+        pthread_mutex_unlock(&self->mu);
+        long timeout = 1000;
+        if (deadline != HF_MS_NEVER)
+            timeout = deadline <= now ? 0 : (long)(deadline - now);
+        if (timeout > 1000)
+            timeout = 1000;
+        int rc = zmq_poll(items, ni, timeout);
+        if (rc < 0 && errno != EINTR) {
+            hf_log_error(S_LOG, "zmq_poll: %s", zmq_strerror(errno));
+            hf_sleep_until_ns(hf_clock_mono_ns() + 10000000ull);
+            continue;
+        }
+        now = hf_clock_mono_ms();
+        if (items[0].revents & ZMQ_POLLIN) {
+            uint64_t v;
+            ssize_t r = read(self->wake_fd, &v, sizeof v);
+            (void)r;
+        }
+        if (i_mon >= 0 && self->mon && (items[i_mon].revents & ZMQ_POLLIN))
+            s_on_monitor(self, now);
+        if (i_sock >= 0 && self->sock && (items[i_sock].revents & ZMQ_POLLIN))
+            s_on_socket(self, now);
+    }
+    /* Final commit happened above (stopping forces it); unsent records stay
+     * in the spool for the next start. */
+    return NULL;
+}

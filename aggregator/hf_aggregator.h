@@ -1,0 +1,42 @@
+/* hf_aggregator.h - the aggregator service: takes engines' records over
+ * ZeroMQ, commits them to its LMDB store (records and the engine's cursor
+ * in one transaction, then ACK), tracks each engine's availability, and
+ * answers the `holdfast` CLI on its control endpoint.
+ *
+ * One thread: hf_aggregator_run polls both sockets until *stop is set.
+ */
+#ifndef HF_AGGREGATOR_H_INCLUDED
+#define HF_AGGREGATOR_H_INCLUDED
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "hf_err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hf_aggregator_s hf_aggregator_t;
+
+typedef struct {
+    const char *bind;      /* engines' endpoint, e.g. "tcp://127.0.0.1:5555" (required) */
+    const char *control;   /* CLI endpoint, e.g. "tcp://127.0.0.1:5556" (required)      */
+    const char *data_dir;  /* store directory (required)                               */
+    uint32_t watchdog_ms;  /* no frame for this long: unavailable (default 3000)       */
+    uint32_t max_engines;  /* sessions held at once (default 1024)                     */
+    size_t store_max_bytes;/* bound on the store's map (default 64 GiB)                */
+} hf_aggregator_opts_t;
+
+HF_EXPORT hf_aggregator_opts_t hf_aggregator_opts_default(void);
+/* Open the store and bind both endpoints. NULL with *err on failure
+ * (HF_EINVAL options, HF_ECORRUPT foreign store, HF_EIO bind failed). */
+HF_EXPORT hf_aggregator_t *hf_aggregator_open(const hf_aggregator_opts_t *opts, hf_err_t *err);
+/* Serve until *stop becomes non-zero (checked at least every 100 ms). */
+HF_EXPORT hf_err_t hf_aggregator_run(hf_aggregator_t *self, volatile sig_atomic_t *stop);
+HF_EXPORT void hf_aggregator_close(hf_aggregator_t **self_p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

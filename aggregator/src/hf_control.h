@@ -1,0 +1,64 @@
+/* hf_control.h - the aggregator's control-request handler (private).
+ *
+ * The shell receives one request (one ZeroMQ frame) on the control
+ * endpoint, calls hf_control_handle() with a snapshot of its live table,
+ * and sends the reply bytes back as one frame. The encoding (msgpack maps)
+ * is specified in docs/cli.md, section "control protocol".
+ *
+ * The handler is pure apart from store reads: no clock, no sockets, no
+ * globals. Malformed input of any kind (garbage, wrong types, unknown
+ * command, oversized request) produces a well-formed error reply.
+ *
+ * Thread-safety: call from the thread that owns the store.
+ */
+#ifndef HF_CONTROL_H_INCLUDED
+#define HF_CONTROL_H_INCLUDED
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hf_err.h"
+#include "hf_record.h"
+#include "hf_store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HF_CONTROL_VERSION 1             /* "v" of requests and replies         */
+#define HF_CONTROL_MAX_REQUEST (64u << 10) /* bytes; larger requests are refused */
+#define HF_CONTROL_REPLY_MIN 4096        /* bytes; smallest cap accepted         */
+
+typedef enum {
+    HF_AVAIL_UNKNOWN = 0,     /* not seen since the aggregator started */
+    HF_AVAIL_AVAILABLE = 1,   /* connected, heartbeating               */
+    HF_AVAIL_UNAVAILABLE = 2, /* watchdog expired or disconnected      */
+} hf_avail_t;
+
+typedef struct {
+    char engine[HF_ENGINE_ID_MAX + 1]; /* NUL-terminated                             */
+    uint8_t availability;              /* hf_avail_t                                 */
+    uint64_t since_ns;                 /* wall clock ns when this availability began */
+    char reason[48];                   /* why (e.g. "watchdog", "disconnected")      */
+    uint64_t epoch;                    /* engine's current epoch (0 = unknown)       */
+    uint64_t connected_ms;             /* time connected in this session, ms         */
+} hf_live_t;
+
+/* Handle one control request (req[0..len), bytes as received) and write the
+ * reply into out (cap bytes; the shell passes 8 MiB). live[0..nlive) is the
+ * shell's live table, borrowed for the call (may be NULL when nlive is 0).
+ * Returns HF_OK whenever a reply was written to out (*outlen bytes), which
+ * includes error replies for bad requests or store trouble. Returns
+ * HF_EINVAL (nothing written) only for bad arguments: NULL store/out/outlen
+ * or cap < HF_CONTROL_REPLY_MIN. */
+HF_EXPORT hf_err_t hf_control_handle(hf_store_t *store, const hf_live_t *live, size_t nlive,
+                                     const uint8_t *req, size_t len, uint8_t *out, size_t cap,
+                                     size_t *outlen);
+
+/* Name of an availability value: "unknown", "available", "unavailable". */
+HF_EXPORT const char *hf_avail_name(uint8_t availability);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

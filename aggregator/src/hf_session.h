@@ -1,0 +1,66 @@
+/* hf_session.h - the aggregator's view of one engine (pure state machine).
+ *
+ * No sockets, no clock, no store: the router feeds frames' meaning and the
+ * time in, and carries out what comes back (WELCOME, ACK, PONG, status).
+ *
+ *   UNKNOWN --HELLO--> AVAILABLE --no frame for watchdog_ms--> UNAVAILABLE
+ *   UNAVAILABLE --HELLO--> AVAILABLE
+ *   AVAILABLE --HELLO with another epoch--> AVAILABLE (new log; reason kept)
+ *
+ * Only HELLO makes a session available: after the aggregator restarts or a
+ * connection drops, frames from an engine that has not said HELLO on its
+ * current connection are ignored (it times out and says HELLO again).
+ *
+ * Invariant: acked[l] is what the store holds for (engine, epoch); the
+ * router updates it only from hf_store results.
+ */
+#ifndef HF_SESSION_H_INCLUDED
+#define HF_SESSION_H_INCLUDED
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hf_proto.h"
+#include "hf_record.h"
+#include "hf_time.h"
+
+typedef enum {
+    HF_AVAIL_UNKNOWN = 0,
+    HF_AVAIL_AVAILABLE = 1,
+    HF_AVAIL_UNAVAILABLE = 2,
+} hf_avail_t;
+
+typedef struct {
+    char engine[HF_ENGINE_ID_MAX + 1];
+    hf_avail_t avail;
+    bool active;                       /* HELLO seen on the current connection */
+    uint64_t epoch;                    /* epoch of the current connection      */
+    uint16_t version;                  /* negotiated protocol version          */
+    uint64_t acked[HF_LANE_COUNT];     /* store cursor for (engine, epoch)     */
+    hf_ms_t last_rx;                   /* ms: last frame received              */
+    hf_ms_t connected_at;              /* ms: last HELLO                       */
+    uint64_t since_ns;                 /* wall ns: current availability began  */
+    char reason[48];                   /* why the availability is what it is   */
+    uint64_t run;                      /* engine's run as of its HELLO         */
+    uint8_t run_state;                 /* hf_run_state_t as of its HELLO       */
+    uint64_t hellos;                   /* connections accepted                 */
+} hf_session_t;
+
+void hf_session_init(hf_session_t *s, const char *engine);
+const char *hf_avail_name(hf_avail_t a);
+
+/* HELLO arrived; acked is the store's cursor for (engine, h->epoch).
+ * Fills *w. HF_EPROTO when no protocol version is common (the session
+ * stays as it was). */
+hf_err_t hf_session_hello(hf_session_t *s, const hf_hello_t *h, const uint64_t acked[HF_LANE_COUNT],
+                          hf_ms_t now, uint64_t now_wall_ns, hf_welcome_t *w);
+/* Any frame from the engine is a sign of life. */
+void hf_session_seen(hf_session_t *s, hf_ms_t now);
+/* The store committed lane up to acked: fills the ACK to send. */
+void hf_session_committed(hf_session_t *s, uint8_t lane, uint64_t acked, hf_ack_t *a);
+/* Fill a WELCOME that resyncs the engine to the session's cursor. */
+void hf_session_resync(const hf_session_t *s, hf_welcome_t *w);
+/* Time passed. true when the session just became unavailable. */
+bool hf_session_tick(hf_session_t *s, hf_ms_t now, uint64_t now_wall_ns, uint32_t watchdog_ms);
+
+#endif

@@ -1,0 +1,374 @@
+/* main.c - holdfast-engine: runs one method on a simulated instrument and
+ * streams the records through a durable dispatcher to an aggregator.
+ *
+ * A thin shell: parse flags, install the log sink and signal handlers, wire
+ * hwsim + engine run + dispatcher, then loop "sleep until the next thing is
+ * due, tick" until the run ends. Then flush, wait (bounded) for the
+ * aggregator to ack everything, print a one-line summary, close.
+ *
+ * Exit codes: 0 run ended (completed, aborted by signal, or interrupted by
+ * the instrument: the summary says which), 1 runtime error, 2 usage error
+ * (bad flags, unreadable/invalid method, method names unknown to the
+ * instrument), 3 the drain timed out (the spool still holds unacked records).
+ *
+ * Signals: SIGINT/SIGTERM set a flag; the loop aborts the run at its next
+ * wake-up (at most S_MAX_SLEEP_NS later) and shuts down within ~2 s. The
+ * dispatcher's worker thread is created with both signals blocked, so they
+ * are delivered to this thread, and czmq is told not to install its own
+ * handlers (ZSYS_SIGHANDLER=false).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hf_dispatcher.h"
+#include "hf_engine.h"
+#include "hf_hwsim.h"
+#include "hf_log.h"
+#include "hf_time.h"
+
+#define S_MAX_SLEEP_NS 50000000ull      /* wake at least every 50 ms to see signals */
+#define S_ABORT_DRAIN_MS 1000u          /* drain budget after a signal (close < 2 s) */
+
+typedef struct {
+    const char *id;
+    const char *connect;
+    const char *spool;
+    const char *method;
+    const char *summary;
+    uint64_t seed;
+    uint32_t drain_timeout_ms;
+    int relaxed;
+    int verbose;
+} s_args_t;
+
+static volatile sig_atomic_t s_stop = 0;
+
+static void
+s_on_signal(int sig)
+{
+    (void)sig;
+    s_stop = 1;
+}
+
+static void
+s_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: holdfast-engine --id NAME --connect ENDPOINT --spool DIR --method FILE\n"
+            "                       [--seed N] [--drain-timeout MS] [--summary FILE]\n"
+            "                       [--relaxed] [-v]\n"
+            "  --id NAME            engine id, 1..64 chars of [A-Za-z0-9._-]\n"
+            "  --connect ENDPOINT   aggregator endpoint, e.g. tcp://127.0.0.1:5555\n"
+            "  --spool DIR          spool directory (created if missing)\n"
+            "  --method FILE        method file (docs/methods.md)\n"
+            "  --seed N             hwsim seed (default 1)\n"
+            "  --drain-timeout MS   wait this long for acks at the end (default 30000)\n"
+            "  --summary FILE       also write the summary line to FILE\n"
+            "  --relaxed            no fsync per group commit (faster, less durable)\n"
+            "  -v                   debug logging\n");
+}
+
+static int
+s_usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "holdfast-engine: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(try --help)\n");
+    return 2;
+}
+
+static int
+s_parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+')
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* 0 ok, 1 --help shown, 2 usage error (message printed). */
+static int
+s_parse_args(int argc, char **argv, s_args_t *a)
+{
+    static const struct option k_opts[] = {
+        {"id", required_argument, NULL, 'i'},       {"connect", required_argument, NULL, 'c'},
+        {"spool", required_argument, NULL, 's'},    {"method", required_argument, NULL, 'm'},
+        {"seed", required_argument, NULL, 'S'},     {"drain-timeout", required_argument, NULL, 'd'},
+        {"summary", required_argument, NULL, 'o'},  {"relaxed", no_argument, NULL, 'r'},
+        {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(a, 0, sizeof *a);
+    a->seed = 1;
+    a->drain_timeout_ms = 30000;
+    opterr = 0;
+    int c;
+    uint64_t v;
+    while ((c = getopt_long(argc, argv, ":vh", k_opts, NULL)) != -1) {
+        switch (c) {
+        case 'i':
+            a->id = optarg;
+            break;
+        case 'c':
+            a->connect = optarg;
+            break;
+        case 's':
+            a->spool = optarg;
+            break;
+        case 'm':
+            a->method = optarg;
+            break;
+        case 'o':
+            a->summary = optarg;
+            break;
+        case 'S':
+            if (!s_parse_u64(optarg, UINT64_MAX, &a->seed))
+                return s_usage_error("invalid --seed '%s': expected an unsigned integer", optarg);
+            break;
+        case 'd':
+            if (!s_parse_u64(optarg, UINT32_MAX, &v))
+                return s_usage_error("invalid --drain-timeout '%s': expected milliseconds",
+                                     optarg);
+            a->drain_timeout_ms = (uint32_t)v;
+            break;
+        case 'r':
+            a->relaxed = 1;
+            break;
+        case 'v':
+            a->verbose = 1;
+            break;
+        case 'h':
+            s_usage(stdout);
+            return 1;
+        case ':':
+            return s_usage_error("option %s needs a value", argv[optind - 1]);
+        default:
+            return s_usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return s_usage_error("unexpected argument '%s'", argv[optind]);
+    if (!a->id)
+        return s_usage_error("missing %s", "--id NAME");
+    if (!hf_engine_id_valid(a->id))
+        return s_usage_error("invalid --id '%s': 1..64 characters of [A-Za-z0-9._-]", a->id);
+    if (!a->connect || !*a->connect)
+        return s_usage_error("missing %s", "--connect ENDPOINT");
+    if (!a->spool || !*a->spool)
+        return s_usage_error("missing %s", "--spool DIR");
+    if (!a->method || !*a->method)
+        return s_usage_error("missing %s", "--method FILE");
+    return 0;
+}
+
+static hf_err_t
+s_write_summary(const char *path, const char *line)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return HF_EINVAL;
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        hf_log_error("engine", "summary=%s open failed: %s", tmp, strerror(errno));
+        return HF_EIO;
+    }
+    int bad = fprintf(f, "%s\n", line) < 0;
+    bad |= fclose(f) != 0;
+    /* rename: a reader polling for the file sees all of it or nothing */
+    if (bad || rename(tmp, path) != 0) {
+        hf_log_error("engine", "summary=%s write failed: %s", path, strerror(errno));
+        remove(tmp);
+        return HF_EIO;
+    }
+    return HF_OK;
+}
+
+static void
+s_install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: let the sleep return early */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int
+main(int argc, char **argv)
+{
+    s_args_t args;
+    int prc = s_parse_args(argc, argv, &args);
+    if (prc != 0)
+        return prc == 1 ? 0 : 2;
+
+    hf_log_set_sink(hf_log_stderr_sink, NULL);
+    hf_log_set_level(args.verbose ? HF_LOG_DEBUG : HF_LOG_INFO);
+
+    int exit_code = 0;
+    hf_err_t rc = HF_OK;
+    char errbuf[HF_METHOD_ERR_MAX];
+    hf_method_t *method = NULL;
+    hf_hwsim_t *sim = NULL;
+    hf_dispatcher_t *disp = NULL;
+    hf_run_t *run = NULL;
+    int hal_open = 0;
+    hf_hal_t hal = {0};
+
+    method = hf_method_load(args.method, errbuf, sizeof errbuf, &rc);
+    if (!method) {
+        fprintf(stderr, "holdfast-engine: method %s: %s\n", args.method, errbuf);
+        exit_code = 2;
+        goto done;
+    }
+
+    hf_hwsim_opts_t sopts = hf_hwsim_opts_default();
+    sopts.seed = args.seed;
+    sim = hf_hwsim_new(&sopts, &rc);
+    if (!sim) {
+        hf_log_error("engine", "hwsim err=%s", hf_errname(rc));
+        exit_code = 1;
+        goto done;
+    }
+    hal = hf_hwsim_hal(sim);
+
+    /* Check the names before touching the spool: a method this instrument
+     * cannot run is a usage error, not something to record. */
+    hf_method_binding_t binding;
+    if (hf_method_bind(method, &hal, &binding, errbuf, sizeof errbuf) != HF_OK) {
+        fprintf(stderr, "holdfast-engine: method %s: %s\n", args.method, errbuf);
+        exit_code = 2;
+        goto done;
+    }
+
+    hf_hal_error_t herr;
+    memset(&herr, 0, sizeof herr);
+    if (hal.ops->open(hal.impl, hf_clock_mono_ns(), &herr) != HF_HAL_OK) {
+        hf_log_error("engine", "instrument open failed: %s", herr.reason);
+        exit_code = 1;
+        goto done;
+    }
+    hal_open = 1;
+
+    hf_dispatcher_opts_t dopts = hf_dispatcher_opts_default();
+    dopts.engine_id = args.id;
+    dopts.endpoint = args.connect;
+    dopts.spool_dir = args.spool;
+    if (args.relaxed)
+        dopts.durable = false;
+
+    /* The worker thread inherits this mask: signals come to this thread. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    setenv("ZSYS_SIGHANDLER", "false", 1);
+    disp = hf_dispatcher_open(&dopts, &rc);
+    s_install_signals();
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!disp) {
+        hf_log_error("engine", "dispatcher open spool=%s err=%s", args.spool, hf_errname(rc));
+        exit_code = 1;
+        goto done;
+    }
+    hf_channel_t *ch = hf_dispatcher_channel(disp);
+
+    uint64_t wall0 = hf_clock_wall_ns();
+    uint64_t mono0 = hf_clock_mono_ns();
+    uint64_t run_id = wall0;
+    run = hf_run_new(method, &hal, ch, run_id, NULL, errbuf, sizeof errbuf, &rc);
+    if (!run) {
+        hf_log_error("engine", "run err=%s %s", hf_errname(rc), errbuf);
+        exit_code = 1;
+        goto close;
+    }
+    hf_log_info("engine", "engine=%s run=%" PRIu64 " method=%s channels=%u duration_ms=%" PRIu64
+                " started",
+                args.id, run_id, hf_method_name(method), hf_method_channel_count(method),
+                hf_method_duration_ns(method) / 1000000ull);
+    rc = hf_run_start(run, mono0, wall0);
+    uint64_t send_errs_logged = 0;
+    while (hf_run_state(run) == HF_RUN_RUNNING) {
+        uint64_t now = hf_clock_mono_ns();
+        if (s_stop) {
+            hf_log_info("engine", "run=%" PRIu64 " signal: aborting", run_id);
+            rc = hf_run_abort(run, now);
+            break;
+        }
+        uint64_t next = HF_RUN_NEVER;
+        rc = hf_run_tick(run, now, &next);
+        if (rc != HF_OK && send_errs_logged++ < 10)
+            hf_log_error("engine", "run=%" PRIu64 " send err=%s", run_id, hf_errname(rc));
+        if (hf_run_state(run) != HF_RUN_RUNNING)
+            break;
+        uint64_t cap = now + S_MAX_SLEEP_NS;
+        if (next > now)
+            hf_sleep_until_ns(next < cap ? next : cap);
+    }
+    hf_run_state_t state = hf_run_state(run);
+    hf_run_counters_t cnt;
+    hf_run_counters(run, &cnt);
+    if (state == HF_RUN_INTERRUPTED)
+        hf_log_warn("engine", "run=%" PRIu64 " interrupted by the instrument hw_errors=%" PRIu64,
+                    run_id, cnt.hw_errors);
+    if (cnt.send_errors)
+        hf_log_error("engine", "run=%" PRIu64 " send_errors=%" PRIu64, run_id, cnt.send_errors);
+
+    rc = hf_channel_flush(ch);
+    if (rc != HF_OK) {
+        hf_log_error("engine", "flush err=%s", hf_errname(rc));
+        exit_code = 1;
+    }
+    uint32_t drain_ms = args.drain_timeout_ms;
+    if (state == HF_RUN_ABORTED && drain_ms > S_ABORT_DRAIN_MS)
+        drain_ms = S_ABORT_DRAIN_MS;
+    rc = hf_dispatcher_drain(disp, drain_ms);
+    if (rc == HF_ETIMEDOUT) {
+        hf_log_warn("engine", "drain timed out after %u ms: unacked records stay in the spool",
+                    drain_ms);
+        /* after a signal the operator asked us to stop: a partial drain is expected */
+        if (state != HF_RUN_ABORTED && exit_code == 0)
+            exit_code = 3;
+    } else if (rc != HF_OK) {
+        hf_log_error("engine", "drain err=%s", hf_errname(rc));
+        if (exit_code == 0)
+            exit_code = 1;
+    }
+
+    hf_dispatcher_stats_t st;
+    hf_dispatcher_stats(disp, &st);
+    char line[512];
+    snprintf(line, sizeof line,
+             "engine=%s epoch=%016" PRIx64 " run=%" PRIu64 " state=%s committed_control=%" PRIu64
+             " committed_data=%" PRIu64 " acked_control=%" PRIu64 " acked_data=%" PRIu64
+             " samples=%" PRIu64 " late=%" PRIu64 " missed=%" PRIu64,
+             args.id, st.epoch, run_id, hf_run_state_name((uint8_t)state),
+             st.committed[HF_LANE_CONTROL], st.committed[HF_LANE_DATA], st.acked[HF_LANE_CONTROL],
+             st.acked[HF_LANE_DATA], cnt.samples, cnt.late, cnt.missed);
+    printf("%s\n", line);
+    fflush(stdout);
+    if (args.summary && s_write_summary(args.summary, line) != HF_OK && exit_code == 0)
+        exit_code = 1;
+
+close:
+    hf_dispatcher_close(&disp);
+done:
+    hf_run_destroy(&run);
+    if (hal_open)
+        hal.ops->close(hal.impl);
+    hf_hwsim_destroy(&sim);
+    hf_method_destroy(&method);
+    return exit_code;
+}

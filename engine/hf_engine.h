@@ -1,0 +1,176 @@
+/* hf_engine.h - the engine library: methods and the run state machine.
+ *
+ * A method (hf_method_t) is a parsed, immutable list of steps read from a
+ * line-based text file (docs/methods.md). A run (hf_run_t) executes one
+ * method against one instrument (hf_hal_t) and sends what happens as
+ * records to one outbound channel (hf_channel_t). The engine library sees
+ * nothing else: no dispatcher, no sockets, no clock.
+ *
+ * The run is a state machine driven by time passed in (sans-I/O):
+ *
+ *   IDLE --start--> RUNNING --last step ends--> COMPLETED
+ *                   RUNNING --abort--> ABORTED
+ *                   RUNNING --hal disconnected/fatal, or a write that keeps
+ *                             failing--> INTERRUPTED
+ *
+ * RUNNING guarantees: every sample on a channel's grid up to the last tick
+ * time was taken or counted as missed; actuators hold the value the method
+ * prescribes at the last tick time. Terminal states are sticky: every later
+ * start/tick returns HF_ESTATE, abort returns HF_ESTATE.
+ *
+ * Thread-safety: a method may be shared read-only by any number of threads
+ * once parsed; a run belongs to one thread.
+ */
+#ifndef HF_ENGINE_H_INCLUDED
+#define HF_ENGINE_H_INCLUDED
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hf_channel.h"
+#include "hf_err.h"
+#include "hf_hal.h"
+#include "hf_record.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- methods ------------------------------------------------------------- */
+
+#define HF_METHOD_MAX_STEPS 256      /* steps per method                       */
+#define HF_METHOD_MAX_CHANNELS 32    /* distinct sampled channels per method   */
+#define HF_METHOD_LINE_MAX 200       /* bytes per line, without the newline    */
+#define HF_METHOD_NAME_MAX 63        /* bytes of a method/channel/actuator name */
+#define HF_METHOD_FILE_MAX (1 << 20) /* bytes per method file                  */
+#define HF_METHOD_RATE_MAX 10000.0   /* Hz                                     */
+#define HF_METHOD_DURATION_MAX_NS (30ull * 24 * 3600 * 1000000000ull) /* 30 days */
+#define HF_METHOD_ERR_MAX 256        /* a useful size for error buffers        */
+
+typedef enum {
+    HF_STEP_SAMPLE = 1, /* sample CH[,CH...] RATE_HZ  */
+    HF_STEP_SET = 2,    /* set ACTUATOR VALUE         */
+    HF_STEP_RAMP = 3,   /* ramp ACTUATOR TARGET DURATION */
+    HF_STEP_HOLD = 4,   /* hold DURATION              */
+} hf_step_kind_t;
+
+typedef struct {
+    hf_step_kind_t kind;
+    uint32_t line;                          /* 1-based line in the source   */
+    char text[HF_METHOD_LINE_MAX + 1];      /* the step, whitespace-normalised */
+    char actuator[HF_METHOD_NAME_MAX + 1];  /* SET, RAMP                    */
+    double value;                           /* SET value, RAMP target       */
+    uint64_t duration_ns;                   /* ns: RAMP, HOLD; > 0          */
+    double rate_hz;                         /* Hz: SAMPLE                   */
+    uint32_t first_channel;                 /* SAMPLE: index into the method's channel list */
+    uint32_t channel_count;                 /* SAMPLE: channels in this step */
+} hf_step_t;
+
+typedef struct hf_method_s hf_method_t;
+
+/* Parse method text. name is the method's name (truncated to
+ * HF_METHOD_NAME_MAX). NULL on error with *err: HF_EINVAL (the text is
+ * invalid: errbuf gets "line N: reason"), HF_ENOMEM. errbuf may be NULL;
+ * otherwise it always receives a NUL-terminated string ("" on success).
+ * text is only read during the call. */
+HF_EXPORT hf_method_t *hf_method_parse(const char *name, const char *text, char *errbuf,
+                                       size_t errlen, hf_err_t *err);
+
+/* Read and parse a file; the name is the file's basename without a
+ * ".method" suffix. Errors as hf_method_parse, plus HF_ENOTFOUND / HF_EIO
+ * (unreadable: errbuf names the path and the reason) and HF_EINVAL for a
+ * file over HF_METHOD_FILE_MAX or containing a NUL byte. */
+HF_EXPORT hf_method_t *hf_method_load(const char *path, char *errbuf, size_t errlen,
+                                      hf_err_t *err);
+
+/* NULL-safe; sets *self_p to NULL. No run may still use the method. */
+HF_EXPORT void hf_method_destroy(hf_method_t **self_p);
+
+HF_EXPORT const char *hf_method_name(const hf_method_t *self); /* borrowed */
+HF_EXPORT uint32_t hf_method_step_count(const hf_method_t *self);
+/* Borrowed, valid as long as the method; NULL if idx is out of range. */
+HF_EXPORT const hf_step_t *hf_method_step(const hf_method_t *self, uint32_t idx);
+/* The sampled channels, in order of first appearance: this is the run's
+ * channel list (HF_EV_CHANNELS, sample.channel). */
+HF_EXPORT uint32_t hf_method_channel_count(const hf_method_t *self);
+HF_EXPORT const char *hf_method_channel_name(const hf_method_t *self, uint32_t idx);
+/* Scheduled length of the method: the sum of ramp and hold durations. */
+HF_EXPORT uint64_t hf_method_duration_ns(const hf_method_t *self);
+
+/* Names resolved against one instrument. A plain value. */
+typedef struct {
+    uint32_t channel[HF_METHOD_MAX_CHANNELS]; /* hal channel index per method channel */
+    uint32_t actuator[HF_METHOD_MAX_STEPS];   /* hal actuator index per SET/RAMP step */
+} hf_method_binding_t;
+
+/* Resolve every channel and actuator name of the method on hal. HF_OK, or
+ * HF_ENOTFOUND with errbuf "line N: unknown channel 'x'" (or actuator). */
+HF_EXPORT hf_err_t hf_method_bind(const hf_method_t *self, const hf_hal_t *hal,
+                                  hf_method_binding_t *out, char *errbuf, size_t errlen);
+
+/* ---- runs ---------------------------------------------------------------- */
+
+#define HF_RUN_NEVER UINT64_MAX /* no further deadline */
+
+typedef struct {
+    uint32_t read_retries;      /* extra attempts after a transient/timeout read error, default 3 */
+    uint32_t write_retries;     /* same for actuator writes, default 3                   */
+    uint64_t ramp_update_ns;    /* ns between actuator writes during a ramp, default 10 ms */
+    uint32_t max_records_per_tick; /* bound on work per tick; the rest is due at once,
+                                      default 100000                                    */
+} hf_run_opts_t;
+
+HF_EXPORT hf_run_opts_t hf_run_opts_default(void);
+
+typedef struct {
+    uint64_t samples;      /* samples read and sent                                   */
+    uint64_t late;         /* of those, taken more than one period after their time  */
+    uint64_t missed;       /* grid points with no value (read kept failing)           */
+    uint64_t hw_errors;    /* hw_error records emitted                                */
+    uint64_t send_errors;  /* records the channel refused (not retried)               */
+    uint32_t step;         /* index of the current step (step count once finished)    */
+} hf_run_counters_t;
+
+typedef struct hf_run_s hf_run_t;
+
+/* Make a run of method on hal, sending to channel, with id run_id (> 0).
+ * method, hal and channel are borrowed and must outlive the run. The hal
+ * must be open before hf_run_start. opts may be NULL (defaults).
+ * NULL on error with *err: HF_EINVAL (bad opts or run_id 0), HF_ENOTFOUND
+ * (a name is not on the instrument: errbuf says which, with its line),
+ * HF_ENOMEM. */
+HF_EXPORT hf_run_t *hf_run_new(const hf_method_t *method, const hf_hal_t *hal,
+                               hf_channel_t *channel, uint64_t run_id, const hf_run_opts_t *opts,
+                               char *errbuf, size_t errlen, hf_err_t *err);
+
+/* NULL-safe; sets *self_p to NULL. Does not touch the hal or the channel. */
+HF_EXPORT void hf_run_destroy(hf_run_t **self_p);
+
+/* IDLE -> RUNNING at mono_ns; wall_ns is the wall clock at that instant.
+ * Every record's ts_ns is wall_ns + (its mono_ns - mono_ns). Emits
+ * HF_EV_RUN_STARTED and HF_EV_CHANNELS. The first step runs at the next
+ * tick. HF_ESTATE if not IDLE; else HF_OK or the channel's send error
+ * (the run is RUNNING either way). */
+HF_EXPORT hf_err_t hf_run_start(hf_run_t *self, uint64_t mono_ns, uint64_t wall_ns);
+
+/* Do everything due at or before mono_ns, in time order: step actions,
+ * ramp writes, samples (each with its scheduled grid time as mono_ns),
+ * completion. *next_mono_ns (may be NULL) gets the time of the next thing
+ * due, HF_RUN_NEVER once the run has ended, or mono_ns itself when the
+ * per-tick bound left work over. HF_ESTATE if not RUNNING; otherwise HF_OK,
+ * or the first send error met (the run goes on; see counters). Never
+ * allocates. */
+HF_EXPORT hf_err_t hf_run_tick(hf_run_t *self, uint64_t mono_ns, uint64_t *next_mono_ns);
+
+/* RUNNING -> ABORTED at mono_ns: emits HF_EV_ABORTED. Nothing further is
+ * sampled or written. HF_ESTATE if not RUNNING. */
+HF_EXPORT hf_err_t hf_run_abort(hf_run_t *self, uint64_t mono_ns);
+
+HF_EXPORT hf_run_state_t hf_run_state(const hf_run_t *self);
+HF_EXPORT uint64_t hf_run_id(const hf_run_t *self);
+HF_EXPORT void hf_run_counters(const hf_run_t *self, hf_run_counters_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
