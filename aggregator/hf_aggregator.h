@@ -32,6 +32,8 @@ HF_EXPORT hf_aggregator_opts_t hf_aggregator_opts_default(void);
 /* Open the store and bind both endpoints. NULL with *err on failure
  * (HF_EINVAL options, HF_ECORRUPT foreign store, HF_EIO bind failed). */
 HF_EXPORT hf_aggregator_t *hf_aggregator_open(const hf_aggregator_opts_t *opts, hf_err_t *err);
+/* The engines' endpoint as bound (a '*' port resolved); borrowed. */
+HF_EXPORT const char *hf_aggregator_endpoint(const hf_aggregator_t *self);
 /* Serve until *stop becomes non-zero (checked at least every 100 ms). */
 HF_EXPORT hf_err_t hf_aggregator_run(hf_aggregator_t *self, volatile sig_atomic_t *stop);
 HF_EXPORT void hf_aggregator_close(hf_aggregator_t **self_p);

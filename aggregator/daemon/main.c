@@ -1,6 +1,7 @@
 /* holdfast-aggregator - thin shell: flags, log sink, signals, run. */
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -53,6 +53,7 @@ struct hf_aggregator_s {
     uint8_t *reply;         /* S_CONTROL_REPLY_MAX                    */
     hf_live_t *live;        /* max_engines, rebuilt per control request */
     uint64_t frames_refused;/* frames dropped as invalid              */
+    char endpoint[256];     /* engines' endpoint as bound             */
 };
 
 hf_aggregator_opts_t
@@ -140,6 +141,7 @@ hf_aggregator_open(const hf_aggregator_opts_t *opts, hf_err_t *err)
     size_t l1 = sizeof ep_eng, l2 = sizeof ep_ctl;
     zmq_getsockopt(self->engines_sock, ZMQ_LAST_ENDPOINT, ep_eng, &l1);
     zmq_getsockopt(self->control_sock, ZMQ_LAST_ENDPOINT, ep_ctl, &l2);
+    snprintf(self->endpoint, sizeof self->endpoint, "%s", ep_eng);
     hf_log_info(S_LOG, "listening engines=%s control=%s data=%s watchdog_ms=%u", ep_eng, ep_ctl,
                 opts->data_dir, opts->watchdog_ms);
     if (err)
@@ -153,6 +155,12 @@ fail:
     if (err)
         *err = rc;
     return NULL;
+}
+
+const char *
+hf_aggregator_endpoint(const hf_aggregator_t *self)
+{
+    return self->endpoint;
 }
 
 void

@@ -16,17 +16,6 @@ hf_session_init(hf_session_t *s, const char *engine)
     snprintf(s->reason, sizeof s->reason, "not seen since start");
 }
 
-const char *
-hf_avail_name(hf_avail_t a)
-{
-    switch (a) {
-    case HF_AVAIL_UNKNOWN: return "unknown";
-    case HF_AVAIL_AVAILABLE: return "available";
-    case HF_AVAIL_UNAVAILABLE: return "unavailable";
-    }
-    return "?";
-}
-
 hf_err_t
 hf_session_hello(hf_session_t *s, const hf_hello_t *h, const uint64_t acked[HF_LANE_COUNT],
                  hf_ms_t now, uint64_t now_wall_ns, hf_welcome_t *w)

@@ -20,15 +20,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "hf_control.h" /* hf_avail_t */
 #include "hf_proto.h"
 #include "hf_record.h"
 #include "hf_time.h"
 
-typedef enum {
-    HF_AVAIL_UNKNOWN = 0,
-    HF_AVAIL_AVAILABLE = 1,
-    HF_AVAIL_UNAVAILABLE = 2,
-} hf_avail_t;
 
 typedef struct {
     char engine[HF_ENGINE_ID_MAX + 1];
@@ -47,7 +43,6 @@ typedef struct {
 } hf_session_t;
 
 void hf_session_init(hf_session_t *s, const char *engine);
-const char *hf_avail_name(hf_avail_t a);
 
 /* HELLO arrived; acked is the store's cursor for (engine, h->epoch).
  * Fills *w. HF_EPROTO when no protocol version is common (the session

@@ -82,6 +82,8 @@ struct hf_dispatcher_s {
     uint64_t run;            /* the engine's current run, from its events   */
     uint8_t run_state;       /* hf_run_state_t                              */
     uint8_t *batch_buf;      /* S_BATCH_BYTES                               */
+    hf_ms_t last_sync;       /* ms: last hf_spool_sync (relaxed mode)       */
+    bool unsynced;           /* relaxed mode: commits since last sync       */
 };
 
 /* ------------------------------------------------------------------ */
@@ -474,6 +476,7 @@ s_commit_due(hf_dispatcher_t *self, hf_ms_t now, bool force)
     }
     pthread_cond_broadcast(&self->cond);
     pthread_mutex_unlock(&self->mu);
+    self->unsynced = !self->opts.durable;
     for (uint32_t i = 0; i < n; i++)
         s_track_run(self, &self->work[i]);
     for (int l = 0; l < HF_LANE_COUNT; l++)
@@ -529,7 +532,10 @@ s_make_socket(hf_dispatcher_t *self)
     zmq_setsockopt(self->sock, ZMQ_ROUTING_ID, self->engine, strlen(self->engine));
     snprintf(mon_ep, sizeof mon_ep, "inproc://hf-dispatcher-mon-%p-%u", (void *)self,
              ++self->mon_serial);
-    if (zmq_socket_monitor(self->sock, mon_ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
+    /* HANDSHAKE_SUCCEEDED, not CONNECTED: with IMMEDIATE the pipe exists
+     * only once the ZMTP handshake is done, so HELLO sent at CONNECTED
+     * could be refused with EAGAIN. */
+    if (zmq_socket_monitor(self->sock, mon_ep, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0)
         goto fail;
     self->mon = zmq_socket(self->zctx, ZMQ_PAIR);
     if (!self->mon || zmq_connect(self->mon, mon_ep) != 0)
@@ -685,7 +691,7 @@ s_on_monitor(hf_dispatcher_t *self, hf_ms_t now)
             more = zmq_msg_more(&m);
             zmq_msg_close(&m);
         }
-        if (event == ZMQ_EVENT_CONNECTED) {
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
             uint64_t last[HF_LANE_COUNT];
             for (int l = 0; l < HF_LANE_COUNT; l++)
                 last[l] = hf_spool_last_seq(self->spool, (hf_lane_t)l);
@@ -739,6 +745,14 @@ s_worker(void *arg)
         bool stopping = self->stopping;
         pthread_mutex_unlock(&self->mu);
         s_commit_due(self, now, stopping);
+        if (self->unsynced && (stopping || now - self->last_sync >= 1000)) {
+            /* relaxed mode: bound what an OS crash can take (decision 0001) */
+            hf_err_t src = hf_spool_sync(self->spool);
+            if (src != HF_OK)
+                hf_log_error(S_LOG, "spool sync failed err=%s", hf_errname(src));
+            self->unsynced = false;
+            self->last_sync = now;
+        }
         if (stopping)
             break;
         if (!self->sock && now >= self->reconnect_at)

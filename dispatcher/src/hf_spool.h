@@ -94,7 +94,8 @@ typedef hf_err_t(hf_spool_read_fn)(void *arg, uint64_t seq, const uint8_t *rec, 
  * records and at most max_bytes of encoded data (at least one record is
  * visited if any exists), in one read transaction. *n_out gets the number
  * visited. A callback error stops the visit and is returned.
- * rec is valid only during the callback (copy what must outlive it).
+ * rec is valid only during the callback (copy what must outlive it); the
+ * callback must not call any other hf_spool function on self.
  * *n_out (n_out may be NULL) counts the records whose callback returned
  * HF_OK. max_n == 0 visits nothing (HF_OK). HF_ECORRUPT for a stored
  * entry with a bad key or a length outside 1..HF_PROTO_MAX_RECORD. */

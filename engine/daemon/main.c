@@ -297,7 +297,7 @@ main(int argc, char **argv)
     hf_log_info("engine", "engine=%s run=%" PRIu64 " method=%s channels=%u duration_ms=%" PRIu64
                 " started",
                 args.id, run_id, hf_method_name(method), hf_method_channel_count(method),
-                hf_method_duration_ns(method) / 1000000ull);
+                (uint64_t)(hf_method_duration_ns(method) / 1000000u));
     rc = hf_run_start(run, mono0, wall0);
     uint64_t send_errs_logged = 0;
     while (hf_run_state(run) == HF_RUN_RUNNING) {

@@ -74,6 +74,7 @@ struct hf_run_s {
     hf_err_t tick_err;           /* first send error of the current call      */
 };
 
+static void s_check_invariants(const hf_run_t *self);
 static void s_emit(hf_run_t *self, const hf_record_t *rec);
 static void s_emit_event(hf_run_t *self, uint64_t mono_ns, hf_event_type_t type, uint32_t step,
                          const char *text);
@@ -105,7 +106,8 @@ hf_run_new(const hf_method_t *method, const hf_hal_t *hal, hf_channel_t *channel
         errbuf[0] = '\0';
     if (run_id == 0 || o.ramp_update_ns == 0 || o.max_records_per_tick == 0) {
         if (errbuf && errlen)
-            snprintf(errbuf, errlen, "%s", run_id == 0 ? "run id 0 is reserved" : "bad run options");
+            snprintf(errbuf, errlen, "%s",
+                     run_id == 0 ? "run id 0 is reserved" : "bad run options");
         rc = HF_EINVAL;
         goto fail;
     }
@@ -177,6 +179,7 @@ hf_run_start(hf_run_t *self, uint64_t mono_ns, uint64_t wall_ns)
         }
         s_emit_event(self, mono_ns, HF_EV_CHANNELS, first, text);
     } while (i < n);
+    s_check_invariants(self);
     return self->tick_err;
 }
 
@@ -410,6 +413,7 @@ hf_run_tick(hf_run_t *self, uint64_t mono_ns, uint64_t *next_mono_ns)
             *next_mono_ns = next;
         }
     }
+    s_check_invariants(self);
     return self->tick_err;
 }
 
@@ -422,6 +426,7 @@ hf_run_abort(hf_run_t *self, uint64_t mono_ns)
     self->tick_err = HF_OK;
     s_emit_event(self, mono_ns, HF_EV_ABORTED, self->step, "aborted");
     self->state = HF_RUN_ABORTED;
+    s_check_invariants(self);
     return self->tick_err;
 }
 
@@ -447,6 +452,26 @@ hf_run_counters(const hf_run_t *self, hf_run_counters_t *out)
 }
 
 /* ---- records ------------------------------------------------------------ */
+
+static void
+s_check_invariants(const hf_run_t *self)
+{
+#ifndef NDEBUG
+    uint32_t steps = hf_method_step_count(self->method);
+    assert(self->state <= HF_RUN_STATE_MAX);
+    assert(self->step <= steps);
+    assert(self->counters.step == self->step);
+    assert(self->sampler_count <= hf_method_channel_count(self->method));
+    assert(self->state == HF_RUN_IDLE || self->step_start_ns >= self->mono0);
+    for (uint32_t i = 0; i < self->sampler_count; i++) {
+        const s_sampler_t *sp = &self->samplers[i];
+        assert(sp->due_ns >= sp->start_ns && sp->start_ns >= self->mono0);
+        assert(sp->first + sp->count <= hf_method_channel_count(self->method));
+    }
+#else
+    (void)self;
+#endif
+}
 
 static uint64_t
 s_wall(const hf_run_t *self, uint64_t mono_ns)

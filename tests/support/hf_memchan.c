@@ -126,7 +126,8 @@ hf_memchan_count_kind(const hf_memchan_t *self, uint8_t kind, uint8_t ev_type)
     size_t n = 0;
     for (size_t i = 0; i < self->count; i++) {
         const hf_record_t *r = &self->recs[i];
-        if (r->kind == kind && (kind != HF_KIND_EVENT || ev_type == 0 || r->u.event.type == ev_type))
+        int type_ok = kind != HF_KIND_EVENT || ev_type == 0 || r->u.event.type == ev_type;
+        if (r->kind == kind && type_ok)
             n++;
     }
     return n;
