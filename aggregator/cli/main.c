@@ -1,1 +1,947 @@
-int main(void) { return 1; } /* placeholder: being written */
+/* main.c - `holdfast`, the command-line client of the aggregator.
+ *
+ * Purpose: talk to the aggregator's control endpoint (docs/cli.md) and show
+ * the answers to a person (tables) or export records for a program (JSON
+ * lines, CSV).
+ *
+ * Design notes:
+ * - One REQ socket, one request frame, one reply frame per call (msgpack,
+ *   "control protocol" in docs/cli.md). Every receive has a timeout: an
+ *   aggregator that does not answer is reported, never waited on forever.
+ *   The socket refuses replies above S_MAX_REPLY bytes.
+ * - Export pages through the aggregator with the opaque position it hands
+ *   back, until it says done; a page that does not move the position is an
+ *   error rather than a loop. With --out the file is written under a
+ *   temporary name and renamed only once the export completed, so a failed
+ *   export never leaves a truncated file that looks whole.
+ * - JSON lines are written from the reply's record maps key by key, so a
+ *   field the aggregator adds later shows up without a client change.
+ *   Strings are escaped per RFC 8259 (invalid UTF-8 becomes U+FFFD);
+ *   non-finite numbers become null. Doubles use the shortest form that
+ *   reads back to the same value.
+ *
+ * Exit status: 0 success, 1 failure (unreachable, error reply, I/O),
+ * 2 usage error.
+ */
+#include <czmq.h>
+#include <errno.h>
+#include <math.h>
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hf_control.h"
+#include "hf_record.h"
+
+#define S_DEFAULT_ENDPOINT "tcp://127.0.0.1:5556"
+#define S_DEFAULT_TIMEOUT 5000      /* ms                                 */
+#define S_MAX_TIMEOUT 3600000       /* ms                                 */
+#define S_MAX_REPLY (16 << 20)      /* bytes accepted in one reply        */
+#define S_EXPORT_PAGE 5000          /* records asked for per export page  */
+#define S_POS_MAX 64                /* bytes of an export position       */
+
+static const char *s_usage =
+    "usage: holdfast [--control ENDPOINT] [--timeout MS] COMMAND [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  status                  engines (availability, epoch, records, current run)\n"
+    "                          and their most recent runs\n"
+    "  engines                 every engine the aggregator knows, in detail\n"
+    "  runs [--engine NAME] [--limit N]\n"
+    "                          runs, newest first per engine\n"
+    "  export --engine NAME [--run ID] [--lane control|data] [--format jsonl|csv]\n"
+    "         [--out FILE]     records of an engine in order (epoch, lane, seq);\n"
+    "                          format defaults to jsonl, output to stdout\n"
+    "\n"
+    "options:\n"
+    "  --control ENDPOINT      aggregator control endpoint (default: $HOLDFAST_CONTROL,\n"
+    "                          else " S_DEFAULT_ENDPOINT ")\n"
+    "  --timeout MS            how long to wait for each reply (default 5000)\n"
+    "  -h, --help              show this help\n";
+
+static int
+s_usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "holdfast: ");
+    fprintf(stderr, fmt, arg ? arg : "");
+    fprintf(stderr, "\n\n%s", s_usage);
+    return 2;
+}
+
+/* ---- client ---------------------------------------------------------------- */
+
+typedef struct {
+    zsock_t *sock;
+    const char *endpoint;
+    int timeout;            /* ms                                  */
+    zframe_t *frame;        /* the last reply (its bytes back up u) */
+    msgpack_unpacked u;     /* the last reply, parsed              */
+} s_client_t;
+
+static int
+s_client_open(s_client_t *c, const char *endpoint, int timeout)
+{
+    memset(c, 0, sizeof *c);
+    c->endpoint = endpoint;
+    c->timeout = timeout;
+    msgpack_unpacked_init(&c->u);
+    zsys_set_logstream(NULL); /* keep czmq's own log lines off the user's terminal */
+    c->sock = zsock_new(ZMQ_REQ);
+    if (!c->sock) {
+        fprintf(stderr, "holdfast: cannot create a socket\n");
+        return 1;
+    }
+    zsock_set_linger(c->sock, 0);
+    zsock_set_rcvtimeo(c->sock, timeout);
+    zsock_set_sndtimeo(c->sock, timeout);
+    zsock_set_maxmsgsize(c->sock, S_MAX_REPLY);
+    if (zsock_connect(c->sock, "%s", endpoint) != 0) {
+        fprintf(stderr, "holdfast: invalid control endpoint '%s'\n", endpoint);
+        return 1;
+    }
+    return 0;
+}
+
+static void
+s_client_close(s_client_t *c)
+{
+    msgpack_unpacked_destroy(&c->u);
+    zframe_destroy(&c->frame);
+    zsock_destroy(&c->sock);
+}
+
+static const msgpack_object *
+s_get(const msgpack_object *map, const char *key)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t n = strlen(key);
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object *k = &map->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+            memcmp(k->via.str.ptr, key, n) == 0)
+            return &map->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+/* Copy a string field (or "" when absent / not a string). */
+static const char *
+s_str(const msgpack_object *map, const char *key, char *buf, size_t cap)
+{
+    const msgpack_object *o = s_get(map, key);
+    buf[0] = 0;
+    if (o && o->type == MSGPACK_OBJECT_STR) {
+        size_t n = o->via.str.size < cap - 1 ? o->via.str.size : cap - 1;
+        memcpy(buf, o->via.str.ptr, n);
+        buf[n] = 0;
+    }
+    return buf;
+}
+
+static uint64_t
+s_u64(const msgpack_object *map, const char *key)
+{
+    const msgpack_object *o = s_get(map, key);
+    return o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? o->via.u64 : 0;
+}
+
+static bool
+s_bool(const msgpack_object *map, const char *key)
+{
+    const msgpack_object *o = s_get(map, key);
+    return o && o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
+}
+
+/* Send one request and wait for its reply. Returns the reply map (valid
+ * until the next call) or NULL after printing why. */
+static const msgpack_object *
+s_call(s_client_t *c, const msgpack_sbuffer *req)
+{
+    zframe_t *f = zframe_new(req->data, req->size);
+    if (!f || zframe_send(&f, c->sock, 0) != 0) {
+        zframe_destroy(&f);
+        fprintf(stderr, "holdfast: aggregator not reachable at %s (could not send in %d ms)\n",
+                c->endpoint, c->timeout);
+        return NULL;
+    }
+    zframe_destroy(&c->frame);
+    c->frame = zframe_recv(c->sock);
+    if (!c->frame) {
+        if (zsys_interrupted)
+            fprintf(stderr, "holdfast: interrupted\n");
+        else
+            fprintf(stderr, "holdfast: aggregator not reachable at %s (no reply in %d ms)\n",
+                    c->endpoint, c->timeout);
+        return NULL;
+    }
+    size_t off = 0;
+    msgpack_unpacked_destroy(&c->u);
+    msgpack_unpacked_init(&c->u);
+    msgpack_unpack_return ur = msgpack_unpack_next(&c->u, (const char *)zframe_data(c->frame),
+                                                   zframe_size(c->frame), &off);
+    const msgpack_object *rep = &c->u.data;
+    if (ur != MSGPACK_UNPACK_SUCCESS || rep->type != MSGPACK_OBJECT_MAP ||
+        !s_get(rep, "ok")) {
+        fprintf(stderr, "holdfast: malformed reply from %s\n", c->endpoint);
+        return NULL;
+    }
+    if (!s_bool(rep, "ok")) {
+        char msg[512], err[64];
+        s_str(rep, "msg", msg, sizeof msg);
+        s_str(rep, "err", err, sizeof err);
+        fprintf(stderr, "holdfast: %s%s%s%s\n", msg[0] ? msg : "request failed",
+                err[0] ? " (" : "", err, err[0] ? ")" : "");
+        return NULL;
+    }
+    return rep;
+}
+
+static void
+s_pk_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+/* ---- formatting helpers ------------------------------------------------------- */
+
+/* ISO-8601 UTC with milliseconds; "-" for 0 (unknown). */
+static const char *
+s_iso(uint64_t ns, char *buf, size_t cap)
+{
+    if (ns == 0) {
+        snprintf(buf, cap, "-");
+        return buf;
+    }
+    time_t sec = (time_t)(ns / 1000000000ull);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    /* a too-small buf truncates; callers pass 32 bytes, enough for any year */
+    int n = snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     (unsigned)((ns % 1000000000ull) / 1000000ull) % 1000u);
+    if (n < 0 || (size_t)n >= cap)
+        buf[cap - 1] = 0;
+    return buf;
+}
+
+/* Shortest %g form that reads back as the same double. */
+static void
+s_fmt_double(double v, char *buf, size_t cap)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
+/* A table printed with columns padded to their widest cell. */
+#define S_TABLE_COLS 12
+typedef struct {
+    int ncols;
+    size_t nrows;
+    size_t cap;
+    char **cells; /* nrows * ncols, owned */
+} s_table_t;
+
+static void
+s_table_row(s_table_t *t, const char *const *vals)
+{
+    if (t->nrows == t->cap) {
+        size_t ncap = t->cap ? t->cap * 2 : 16;
+        char **nc = realloc(t->cells, ncap * (size_t)t->ncols * sizeof *nc);
+        if (!nc) {
+            fprintf(stderr, "holdfast: out of memory\n");
+            exit(1);
+        }
+        t->cells = nc;
+        t->cap = ncap;
+    }
+    for (int i = 0; i < t->ncols; i++) {
+        char *s = strdup(vals[i] ? vals[i] : "");
+        if (!s) {
+            fprintf(stderr, "holdfast: out of memory\n");
+            exit(1);
+        }
+        /* engine-supplied text must not break the table's lines */
+        for (char *p = s; *p; p++) {
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = ' ';
+        }
+        t->cells[t->nrows * (size_t)t->ncols + (size_t)i] = s;
+    }
+    t->nrows++;
+}
+
+static void
+s_table_print(s_table_t *t, FILE *out)
+{
+    size_t w[S_TABLE_COLS] = {0};
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (int i = 0; i < t->ncols; i++) {
+            size_t n = strlen(t->cells[r * (size_t)t->ncols + (size_t)i]);
+            if (n > w[i])
+                w[i] = n;
+        }
+    }
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (int i = 0; i < t->ncols; i++) {
+            const char *s = t->cells[r * (size_t)t->ncols + (size_t)i];
+            if (i == t->ncols - 1)
+                fprintf(out, "%s\n", s);
+            else
+                fprintf(out, "%-*s  ", (int)w[i], s);
+        }
+    }
+    for (size_t k = 0; k < t->nrows * (size_t)t->ncols; k++)
+        free(t->cells[k]);
+    free(t->cells);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---- status / engines / runs ----------------------------------------------------- */
+
+static void
+s_runs_table(const msgpack_object *runs, FILE *out)
+{
+    s_table_t t = {9, 0, 0, NULL};
+    const char *hdr[] = {"ENGINE", "RUN", "STATE", "METHOD", "STARTED", "ENDED",
+                         "SAMPLES", "CONTROL", "LAST EVENT"};
+    s_table_row(&t, hdr);
+    for (uint32_t i = 0; runs && runs->type == MSGPACK_OBJECT_ARRAY && i < runs->via.array.size;
+         i++) {
+        const msgpack_object *r = &runs->via.array.ptr[i];
+        char eng[HF_ENGINE_ID_MAX + 1], run[24], state[24], method[HF_TEXT_MAX + 1];
+        char started[40], ended[40], samples[24], control[24], last[40];
+        snprintf(run, sizeof run, "%llu", (unsigned long long)s_u64(r, "run"));
+        snprintf(samples, sizeof samples, "%llu", (unsigned long long)s_u64(r, "samples"));
+        snprintf(control, sizeof control, "%llu", (unsigned long long)s_u64(r, "control"));
+        const char *row[] = {s_str(r, "engine", eng, sizeof eng), run,
+                             s_str(r, "state", state, sizeof state),
+                             s_str(r, "method", method, sizeof method),
+                             s_iso(s_u64(r, "started_ns"), started, sizeof started),
+                             s_iso(s_u64(r, "ended_ns"), ended, sizeof ended), samples, control,
+                             s_str(r, "last_event", last, sizeof last)};
+        s_table_row(&t, row);
+    }
+    s_table_print(&t, out);
+}
+
+static int
+s_cmd_status(s_client_t *c, bool detailed)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    s_pk_str(&pk, "v");
+    msgpack_pack_uint8(&pk, HF_CONTROL_VERSION);
+    s_pk_str(&pk, "cmd");
+    s_pk_str(&pk, detailed ? "engines" : "status");
+    const msgpack_object *rep = s_call(c, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    if (!rep)
+        return 1;
+    const msgpack_object *engs = s_get(rep, "engines");
+    s_table_t t;
+    memset(&t, 0, sizeof t);
+    if (detailed) {
+        t.ncols = 12;
+        const char *hdr[] = {"ENGINE", "AVAILABILITY", "SINCE", "REASON", "CONNECTED",
+                             "EPOCH", "EPOCHS", "CONTROL", "DATA", "FIRST SEEN",
+                             "LAST SEEN", "RUN"};
+        s_table_row(&t, hdr);
+    } else {
+        t.ncols = 7;
+        const char *hdr[] = {"ENGINE", "AVAILABILITY", "SINCE", "EPOCH",
+                             "RECORDS (CONTROL/DATA)", "RUN", "STATE"};
+        s_table_row(&t, hdr);
+    }
+    for (uint32_t i = 0; engs && engs->type == MSGPACK_OBJECT_ARRAY && i < engs->via.array.size;
+         i++) {
+        const msgpack_object *e = &engs->via.array.ptr[i];
+        char eng[HF_ENGINE_ID_MAX + 1], avail[24], reason[64], since[40], epoch[24];
+        char state[24], run[64], recs[48], ctl[24], data[24], conn[32], epochs[16];
+        char first[40], last[40], availx[96];
+        uint64_t rc = 0, rd = 0;
+        const msgpack_object *ra = s_get(e, "records");
+        if (ra && ra->type == MSGPACK_OBJECT_ARRAY && ra->via.array.size >= 2) {
+            rc = ra->via.array.ptr[0].via.u64;
+            rd = ra->via.array.ptr[1].via.u64;
+        }
+        s_str(e, "engine", eng, sizeof eng);
+        s_str(e, "availability", avail, sizeof avail);
+        s_str(e, "reason", reason, sizeof reason);
+        s_iso(s_u64(e, "since_ns"), since, sizeof since);
+        s_str(e, "epoch", epoch, sizeof epoch);
+        if (!epoch[0])
+            snprintf(epoch, sizeof epoch, "-");
+        s_str(e, "run_state", state, sizeof state);
+        uint64_t run_id = s_u64(e, "run");
+        if (run_id)
+            snprintf(run, sizeof run, "%llu", (unsigned long long)run_id);
+        else
+            snprintf(run, sizeof run, "-");
+        snprintf(recs, sizeof recs, "%llu/%llu", (unsigned long long)rc,
+                 (unsigned long long)rd);
+        if (detailed) {
+            snprintf(ctl, sizeof ctl, "%llu", (unsigned long long)rc);
+            snprintf(data, sizeof data, "%llu", (unsigned long long)rd);
+            uint64_t ms = s_u64(e, "connected_ms");
+            if (ms)
+                snprintf(conn, sizeof conn, "%llu.%03llus", (unsigned long long)(ms / 1000),
+                         (unsigned long long)(ms % 1000));
+            else
+                snprintf(conn, sizeof conn, "-");
+            snprintf(epochs, sizeof epochs, "%llu", (unsigned long long)s_u64(e, "epochs"));
+            if (run_id)
+                snprintf(run, sizeof run, "%llu (%s)", (unsigned long long)run_id, state);
+            const char *row[] = {eng, avail, since, reason[0] ? reason : "-", conn, epoch,
+                                 epochs, ctl, data,
+                                 s_iso(s_u64(e, "first_seen_ns"), first, sizeof first),
+                                 s_iso(s_u64(e, "last_seen_ns"), last, sizeof last), run};
+            s_table_row(&t, row);
+        } else {
+            if (reason[0])
+                snprintf(availx, sizeof availx, "%s (%s)", avail, reason);
+            else
+                snprintf(availx, sizeof availx, "%s", avail);
+            const char *row[] = {eng, availx, since, epoch, recs, run, run_id ? state : "-"};
+            s_table_row(&t, row);
+        }
+    }
+    if (t.nrows == 1) {
+        s_table_print(&t, stdout);
+        printf("(no engines)\n");
+    } else {
+        s_table_print(&t, stdout);
+    }
+    if (!detailed) {
+        printf("\nRUNS (most recent per engine)\n");
+        s_runs_table(s_get(rep, "runs"), stdout);
+    }
+    if (s_bool(rep, "truncated"))
+        printf("(list truncated by the aggregator)\n");
+    return 0;
+}
+
+static int
+s_cmd_runs(s_client_t *c, const char *engine, uint64_t limit)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2 + (engine != NULL) + (limit != 0));
+    s_pk_str(&pk, "v");
+    msgpack_pack_uint8(&pk, HF_CONTROL_VERSION);
+    s_pk_str(&pk, "cmd");
+    s_pk_str(&pk, "runs");
+    if (engine) {
+        s_pk_str(&pk, "engine");
+        s_pk_str(&pk, engine);
+    }
+    if (limit) {
+        s_pk_str(&pk, "limit");
+        msgpack_pack_uint64(&pk, limit);
+    }
+    const msgpack_object *rep = s_call(c, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    if (!rep)
+        return 1;
+    s_runs_table(s_get(rep, "runs"), stdout);
+    if (s_bool(rep, "truncated"))
+        printf("(list truncated by the aggregator)\n");
+    return 0;
+}
+
+/* ---- export ----------------------------------------------------------------------- */
+
+/* JSON string per RFC 8259; invalid UTF-8 bytes become U+FFFD. */
+static void
+s_json_str(FILE *out, const char *s, size_t n)
+{
+    fputc('"', out);
+    size_t i = 0;
+    while (i < n) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            fputc('\\', out);
+            fputc(ch, out);
+            i++;
+        } else if (ch < 0x20) {
+            switch (ch) {
+            case '\n': fputs("\\n", out); break;
+            case '\r': fputs("\\r", out); break;
+            case '\t': fputs("\\t", out); break;
+            case '\b': fputs("\\b", out); break;
+            case '\f': fputs("\\f", out); break;
+            default: fprintf(out, "\\u%04x", ch); break;
+            }
+            i++;
+        } else if (ch < 0x80) {
+            fputc(ch, out);
+            i++;
+        } else {
+            /* length of a well-formed UTF-8 sequence starting here, or 0 */
+            size_t len = 0;
+            uint32_t cp = 0;
+            if (ch >= 0xc2 && ch <= 0xdf) {
+                len = 2;
+                cp = ch & 0x1f;
+            } else if (ch >= 0xe0 && ch <= 0xef) {
+                len = 3;
+                cp = ch & 0x0f;
+            } else if (ch >= 0xf0 && ch <= 0xf4) {
+                len = 4;
+                cp = ch & 0x07;
+            }
+            if (len && i + len <= n) {
+                for (size_t k = 1; k < len; k++) {
+                    unsigned char cc = (unsigned char)s[i + k];
+                    if ((cc & 0xc0) != 0x80) {
+                        len = 0;
+                        break;
+                    }
+                    cp = (cp << 6) | (cc & 0x3f);
+                }
+            } else {
+                len = 0;
+            }
+            /* overlong, surrogate or out-of-range forms are invalid too */
+            if (len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
+                len = 0;
+            if (len == 4 && (cp < 0x10000 || cp > 0x10ffff))
+                len = 0;
+            if (len) {
+                fwrite(s + i, 1, len, out);
+                i += len;
+            } else {
+                fputs("\\ufffd", out);
+                i++;
+            }
+        }
+    }
+    fputc('"', out);
+}
+
+static void
+s_json_value(FILE *out, const msgpack_object *v)
+{
+    char num[40];
+    switch (v->type) {
+    case MSGPACK_OBJECT_NIL: fputs("null", out); break;
+    case MSGPACK_OBJECT_BOOLEAN: fputs(v->via.boolean ? "true" : "false", out); break;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        fprintf(out, "%llu", (unsigned long long)v->via.u64);
+        break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: fprintf(out, "%lld", (long long)v->via.i64); break;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        if (!isfinite(v->via.f64)) {
+            fputs("null", out);
+        } else {
+            s_fmt_double(v->via.f64, num, sizeof num);
+            fputs(num, out);
+        }
+        break;
+    case MSGPACK_OBJECT_STR: s_json_str(out, v->via.str.ptr, v->via.str.size); break;
+    case MSGPACK_OBJECT_ARRAY:
+        fputc('[', out);
+        for (uint32_t i = 0; i < v->via.array.size; i++) {
+            if (i)
+                fputc(',', out);
+            s_json_value(out, &v->via.array.ptr[i]);
+        }
+        fputc(']', out);
+        break;
+    case MSGPACK_OBJECT_MAP:
+        fputc('{', out);
+        for (uint32_t i = 0; i < v->via.map.size; i++) {
+            if (i)
+                fputc(',', out);
+            const msgpack_object *k = &v->via.map.ptr[i].key;
+            if (k->type == MSGPACK_OBJECT_STR)
+                s_json_str(out, k->via.str.ptr, k->via.str.size);
+            else
+                fputs("\"?\"", out);
+            fputc(':', out);
+            s_json_value(out, &v->via.map.ptr[i].val);
+        }
+        fputc('}', out);
+        break;
+    default: fputs("null", out); break; /* bin, ext: not used in records */
+    }
+}
+
+static void
+s_json_record(FILE *out, const char *engine, const msgpack_object *rec)
+{
+    fputs("{\"engine\":", out);
+    s_json_str(out, engine, strlen(engine));
+    for (uint32_t i = 0; rec->type == MSGPACK_OBJECT_MAP && i < rec->via.map.size; i++) {
+        const msgpack_object *k = &rec->via.map.ptr[i].key;
+        if (k->type != MSGPACK_OBJECT_STR)
+            continue;
+        fputc(',', out);
+        s_json_str(out, k->via.str.ptr, k->via.str.size);
+        fputc(':', out);
+        s_json_value(out, &rec->via.map.ptr[i].val);
+    }
+    fputs("}\n", out);
+}
+
+/* One CSV field per RFC 4180: quoted when it holds a comma, quote or line
+ * break, with quotes doubled. */
+static void
+s_csv_field(FILE *out, const char *s, bool last)
+{
+    if (strpbrk(s, ",\"\r\n")) {
+        fputc('"', out);
+        for (; *s; s++) {
+            if (*s == '"')
+                fputc('"', out);
+            fputc(*s, out);
+        }
+        fputc('"', out);
+    } else {
+        fputs(s, out);
+    }
+    fputc(last ? '\n' : ',', out);
+}
+
+static const char *
+s_num_field(const msgpack_object *rec, const char *key, char *buf, size_t cap)
+{
+    const msgpack_object *o = s_get(rec, key);
+    buf[0] = 0;
+    if (!o)
+        return buf;
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        snprintf(buf, cap, "%llu", (unsigned long long)o->via.u64);
+    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        snprintf(buf, cap, "%lld", (long long)o->via.i64);
+    else if (o->type == MSGPACK_OBJECT_FLOAT64 || o->type == MSGPACK_OBJECT_FLOAT32) {
+        double v = o->via.f64;
+        if (isnan(v))
+            snprintf(buf, cap, "nan");
+        else if (isinf(v))
+            snprintf(buf, cap, v > 0 ? "inf" : "-inf");
+        else
+            s_fmt_double(v, buf, cap);
+    }
+    return buf;
+}
+
+static const char *s_csv_header = "engine,epoch,lane,seq,ts_ns,mono_ns,kind,run,channel,value,"
+                                  "event,text\n";
+
+static void
+s_csv_record(FILE *out, const char *engine, const msgpack_object *rec)
+{
+    char epoch[24], lane[16], seq[24], ts[24], mono[24], kind[16], run[24];
+    char channel[24], value[40], event[32], text[512], t1[HF_TEXT_MAX + 8], t2[32];
+    s_str(rec, "epoch", epoch, sizeof epoch);
+    s_str(rec, "lane", lane, sizeof lane);
+    s_num_field(rec, "seq", seq, sizeof seq);
+    s_num_field(rec, "ts_ns", ts, sizeof ts);
+    s_num_field(rec, "mono_ns", mono, sizeof mono);
+    s_str(rec, "kind", kind, sizeof kind);
+    s_num_field(rec, "run", run, sizeof run);
+    channel[0] = value[0] = event[0] = text[0] = 0;
+    if (!strcmp(kind, "sample")) {
+        s_num_field(rec, "channel", channel, sizeof channel);
+        s_num_field(rec, "value", value, sizeof value);
+    } else if (!strcmp(kind, "event")) {
+        s_str(rec, "event", event, sizeof event);
+        s_str(rec, "text", text, sizeof text);
+    } else if (!strcmp(kind, "alarm")) {
+        char code[24];
+        snprintf(text, sizeof text, "%s %s code=%s: %s",
+                 s_bool(rec, "raised") ? "raised" : "cleared",
+                 s_str(rec, "severity", t2, sizeof t2),
+                 s_num_field(rec, "code", code, sizeof code), s_str(rec, "text", t1, sizeof t1));
+    } else if (!strcmp(kind, "hw_error")) {
+        char dev[24], code[24];
+        s_num_field(rec, "channel", channel, sizeof channel);
+        snprintf(text, sizeof text, "%s device=%s code=%s: %s",
+                 s_str(rec, "class", t2, sizeof t2), s_num_field(rec, "device", dev, sizeof dev),
+                 s_num_field(rec, "code", code, sizeof code), s_str(rec, "text", t1, sizeof t1));
+    } else if (!strcmp(kind, "gap")) {
+        char first[24], lastv[24], count[24], glane[16];
+        snprintf(text, sizeof text, "%s %s..%s count=%s reason=%s",
+                 s_str(rec, "gap_lane", glane, sizeof glane),
+                 s_num_field(rec, "first", first, sizeof first),
+                 s_num_field(rec, "last", lastv, sizeof lastv),
+                 s_num_field(rec, "count", count, sizeof count),
+                 s_str(rec, "reason", t2, sizeof t2));
+    }
+    const char *fields[] = {engine, epoch, lane, seq, ts, mono, kind, run, channel, value,
+                            event, text};
+    size_t nf = sizeof fields / sizeof fields[0];
+    for (size_t i = 0; i < nf; i++)
+        s_csv_field(out, fields[i], i == nf - 1);
+}
+
+typedef struct {
+    const char *engine;
+    uint64_t run;       /* 0 = all runs */
+    const char *lane;   /* NULL = both  */
+    bool csv;
+    const char *out;    /* NULL = stdout */
+} s_export_args_t;
+
+static int
+s_cmd_export(s_client_t *c, const s_export_args_t *a)
+{
+    FILE *out = stdout;
+    char *tmp = NULL;
+    if (a->out) {
+        size_t n = strlen(a->out) + 32;
+        tmp = malloc(n);
+        if (!tmp)
+            return 1;
+        snprintf(tmp, n, "%s.partial-%ld", a->out, (long)getpid());
+        out = fopen(tmp, "w");
+        if (!out) {
+            fprintf(stderr, "holdfast: cannot write %s: %s\n", tmp, strerror(errno));
+            free(tmp);
+            return 1;
+        }
+    }
+    int rc = 0;
+    uint8_t pos[S_POS_MAX];
+    size_t pos_len = 0;
+    uint64_t total = 0;
+    bool first = true;
+    for (;;) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 4 + (a->run != 0) + (a->lane != NULL) + (pos_len != 0));
+        s_pk_str(&pk, "v");
+        msgpack_pack_uint8(&pk, HF_CONTROL_VERSION);
+        s_pk_str(&pk, "cmd");
+        s_pk_str(&pk, "export");
+        s_pk_str(&pk, "engine");
+        s_pk_str(&pk, a->engine);
+        s_pk_str(&pk, "max");
+        msgpack_pack_uint32(&pk, S_EXPORT_PAGE);
+        if (a->run) {
+            s_pk_str(&pk, "run");
+            msgpack_pack_uint64(&pk, a->run);
+        }
+        if (a->lane) {
+            s_pk_str(&pk, "lane");
+            s_pk_str(&pk, a->lane);
+        }
+        if (pos_len) {
+            s_pk_str(&pk, "pos");
+            msgpack_pack_bin(&pk, pos_len);
+            msgpack_pack_bin_body(&pk, pos, pos_len);
+        }
+        const msgpack_object *rep = s_call(c, &sb);
+        msgpack_sbuffer_destroy(&sb);
+        if (!rep) {
+            rc = 1;
+            break;
+        }
+        const msgpack_object *recs = s_get(rep, "records");
+        const msgpack_object *np = s_get(rep, "pos");
+        if (!recs || recs->type != MSGPACK_OBJECT_ARRAY || !np ||
+            np->type != MSGPACK_OBJECT_BIN || np->via.bin.size > S_POS_MAX) {
+            fprintf(stderr, "holdfast: malformed export reply\n");
+            rc = 1;
+            break;
+        }
+        if (first && a->csv)
+            fputs(s_csv_header, out); /* only once the aggregator answered */
+        first = false;
+        for (uint32_t i = 0; i < recs->via.array.size; i++) {
+            if (a->csv)
+                s_csv_record(out, a->engine, &recs->via.array.ptr[i]);
+            else
+                s_json_record(out, a->engine, &recs->via.array.ptr[i]);
+        }
+        total += recs->via.array.size;
+        if (s_bool(rep, "done"))
+            break;
+        if (recs->via.array.size == 0 && np->via.bin.size == pos_len &&
+            memcmp(np->via.bin.ptr, pos, pos_len) == 0) {
+            fprintf(stderr, "holdfast: export made no progress; giving up\n");
+            rc = 1;
+            break;
+        }
+        memcpy(pos, np->via.bin.ptr, np->via.bin.size);
+        pos_len = np->via.bin.size;
+        if (ferror(out))
+            break;
+    }
+    if (fflush(out) != 0 || ferror(out)) {
+        fprintf(stderr, "holdfast: write failed: %s\n", strerror(errno));
+        rc = 1;
+    }
+    if (a->out) {
+        if (fclose(out) != 0 && rc == 0) {
+            fprintf(stderr, "holdfast: write failed: %s\n", strerror(errno));
+            rc = 1;
+        }
+        if (rc == 0 && rename(tmp, a->out) != 0) {
+            fprintf(stderr, "holdfast: cannot rename %s to %s: %s\n", tmp, a->out,
+                    strerror(errno));
+            rc = 1;
+        }
+        if (rc != 0)
+            remove(tmp);
+        else
+            fprintf(stderr, "holdfast: exported %llu records to %s\n",
+                    (unsigned long long)total, a->out);
+        free(tmp);
+    }
+    return rc;
+}
+
+/* ---- argument parsing --------------------------------------------------------------- */
+
+/* Matches "--name VALUE" or "--name=VALUE" at argv[*i]; advances *i. Returns
+ * 1 on a match with *val set, 0 if argv[*i] is another word, -1 when the
+ * value is missing. */
+static int
+s_opt(int argc, char **argv, int *i, const char *name, const char **val)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0)
+        return 0;
+    if (a[n] == '=') {
+        *val = a + n + 1;
+        return 1;
+    }
+    if (a[n] != 0)
+        return 0;
+    if (*i + 1 >= argc)
+        return -1;
+    *val = argv[++*i];
+    return 1;
+}
+
+static bool
+s_parse_u64(const char *s, uint64_t *v)
+{
+    if (!s || !*s || *s == '-' || *s == '+')
+        return false;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (errno || !end || *end)
+        return false;
+    *v = x;
+    return true;
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *endpoint = getenv("HOLDFAST_CONTROL");
+    if (!endpoint || !*endpoint)
+        endpoint = S_DEFAULT_ENDPOINT;
+    uint64_t timeout = S_DEFAULT_TIMEOUT;
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *val = NULL;
+        int m;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(s_usage, stdout);
+            return 0;
+        }
+        if ((m = s_opt(argc, argv, &i, "--control", &val)) != 0) {
+            if (m < 0 || !*val)
+                return s_usage_error("--control needs an endpoint%s", NULL);
+            endpoint = val;
+        } else if ((m = s_opt(argc, argv, &i, "--timeout", &val)) != 0) {
+            if (m < 0 || !s_parse_u64(val, &timeout) || timeout == 0 || timeout > S_MAX_TIMEOUT)
+                return s_usage_error("--timeout needs a number of milliseconds (1..3600000)%s",
+                                     NULL);
+        } else if (argv[i][0] == '-') {
+            return s_usage_error("unknown option '%s'", argv[i]);
+        } else {
+            break;
+        }
+    }
+    if (i >= argc)
+        return s_usage_error("no command given%s", NULL);
+    const char *cmd = argv[i++];
+
+    const char *engine = NULL;
+    uint64_t run = 0, limit = 0;
+    const char *lane = NULL;
+    const char *format = "jsonl";
+    const char *out = NULL;
+    bool is_export = !strcmp(cmd, "export");
+    bool is_runs = !strcmp(cmd, "runs");
+    if (strcmp(cmd, "status") && strcmp(cmd, "engines") && !is_runs && !is_export)
+        return s_usage_error("unknown command '%s'", cmd);
+    for (; i < argc; i++) {
+        const char *val = NULL;
+        int m;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(s_usage, stdout);
+            return 0;
+        }
+        if ((is_export || is_runs) && (m = s_opt(argc, argv, &i, "--engine", &val)) != 0) {
+            if (m < 0 || !hf_engine_id_valid(val))
+                return s_usage_error("--engine needs an engine id ([A-Za-z0-9._-], 1-64 "
+                                     "bytes)%s", NULL);
+            engine = val;
+        } else if (is_runs && (m = s_opt(argc, argv, &i, "--limit", &val)) != 0) {
+            if (m < 0 || !s_parse_u64(val, &limit) || limit == 0)
+                return s_usage_error("--limit needs a positive number%s", NULL);
+        } else if (is_export && (m = s_opt(argc, argv, &i, "--run", &val)) != 0) {
+            if (m < 0 || !s_parse_u64(val, &run) || run == 0)
+                return s_usage_error("--run needs a run id (a positive number)%s", NULL);
+        } else if (is_export && (m = s_opt(argc, argv, &i, "--lane", &val)) != 0) {
+            if (m < 0 || (strcmp(val, "control") && strcmp(val, "data")))
+                return s_usage_error("--lane must be 'control' or 'data'%s", NULL);
+            lane = val;
+        } else if (is_export && (m = s_opt(argc, argv, &i, "--format", &val)) != 0) {
+            if (m < 0 || (strcmp(val, "csv") && strcmp(val, "jsonl")))
+                return s_usage_error("--format must be 'csv' or 'jsonl'%s", NULL);
+            format = val;
+        } else if (is_export && (m = s_opt(argc, argv, &i, "--out", &val)) != 0) {
+            if (m < 0 || !*val)
+                return s_usage_error("--out needs a file name%s", NULL);
+            out = val;
+        } else {
+            return s_usage_error("unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (is_export && !engine)
+        return s_usage_error("export needs --engine NAME%s", NULL);
+
+    s_client_t c;
+    int rc = s_client_open(&c, endpoint, (int)timeout);
+    if (rc == 0) {
+        if (!strcmp(cmd, "status"))
+            rc = s_cmd_status(&c, false);
+        else if (!strcmp(cmd, "engines"))
+            rc = s_cmd_status(&c, true);
+        else if (is_runs)
+            rc = s_cmd_runs(&c, engine, limit);
+        else {
+            s_export_args_t a = {engine, run, lane, !strcmp(format, "csv"), out};
+            rc = s_cmd_export(&c, &a);
+        }
+    }
+    s_client_close(&c);
+    return rc;
+}

@@ -524,7 +524,8 @@ static void
 s_interrupt(hf_run_t *self, uint64_t mono_ns, const hf_hal_error_t *e, const char *what)
 {
     char text[HF_TEXT_MAX + 1];
-    snprintf(text, sizeof text, "%s: %s", what, hf_hal_class_name(e->cls));
+    /* bounded: the hw_error record carries the full detail */
+    snprintf(text, sizeof text, "%.80s: %.20s", what, hf_hal_class_name(e->cls));
     s_emit_event(self, mono_ns, HF_EV_INTERRUPTED, self->step, text);
     self->state = HF_RUN_INTERRUPTED;
 }

@@ -567,7 +567,7 @@ Test(control, bad_arguments_write_nothing)
     cr_assert_eq(hf_control_handle(s_st, NULL, 3, req, 1, s_out, S_OUT_CAP, &outlen), HF_EINVAL);
 }
 
-Test(control, random_mutations_of_requests_never_crash, .timeout = 60)
+Test(control, random_mutations_of_requests_never_crash)
 {
     s_populate();
     s_req_t r;
