@@ -21,7 +21,7 @@ build: configure
 
 test: deps
 	$(MAKE) build
-	cd $(BUILD) && ctest --output-on-failure --timeout 600
+	cd $(BUILD) && ctest -V --output-on-failure --timeout 600
 
 demo: deps
 	$(MAKE) build
@@ -32,7 +32,7 @@ asan: deps
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    ctest --output-on-failure --timeout 900
+	    ctest -V --output-on-failure --timeout 900
 
 bench: deps
 	$(MAKE) build
