@@ -29,6 +29,21 @@ extern "C" {
 
 typedef struct hf_dispatcher_s hf_dispatcher_t;
 
+/* What happens when the spool reaches its bound (spool_max_bytes). Events,
+ * alarms and hw_errors are never dropped; every dropped range of samples is
+ * counted, announced to the aggregator as a gap record (range, count,
+ * reason) and raises an alarm. */
+typedef enum {
+    HF_FULL_DECIMATE = 0,    /* default: thin the sample backlog, keeping every
+                                2nd, 4th, 8th ... as needed                  */
+    HF_FULL_DROP_OLDEST = 1, /* delete the oldest quarter of the samples      */
+    HF_FULL_BLOCK = 2,       /* drop nothing: send() blocks once staging fills */
+} hf_full_policy_t;
+
+HF_EXPORT const char *hf_full_policy_name(hf_full_policy_t p);
+/* "decimate", "drop-oldest", "block" -> HF_OK; else HF_EINVAL. */
+HF_EXPORT hf_err_t hf_full_policy_parse(const char *s, hf_full_policy_t *out);
+
 typedef struct {
     const char *engine_id;   /* required, hf_engine_id_valid                   */
     const char *endpoint;    /* required, e.g. "tcp://127.0.0.1:5555"          */
@@ -43,6 +58,7 @@ typedef struct {
     uint32_t heartbeat_ms;      /* PING interval when idle, default 1000 ms    */
     uint32_t peer_timeout_ms;   /* no frame for this long: reconnect, default 3000 ms */
     uint32_t reconnect_max_ms;  /* reconnect backoff cap, default 2000 ms      */
+    hf_full_policy_t full_policy; /* default HF_FULL_DECIMATE                  */
 } hf_dispatcher_opts_t;
 
 HF_EXPORT hf_dispatcher_opts_t hf_dispatcher_opts_default(void);
@@ -61,6 +77,9 @@ typedef struct {
     uint64_t acked[HF_LANE_COUNT];          /* last seq acked by aggregator */
     uint64_t pending[HF_LANE_COUNT];        /* records in spool, not acked */
     uint64_t reconnects;                    /* connections made             */
+    uint64_t dropped;                       /* samples dropped by the full-spool policy */
+    uint64_t gaps;                          /* gap records written          */
+    uint64_t spool_bytes;                   /* bytes of the spool map in use */
     bool connected;                         /* link streaming now          */
 } hf_dispatcher_stats_t;
 

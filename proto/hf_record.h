@@ -69,6 +69,9 @@ typedef enum {
     HF_ALARM_CRITICAL = 2,
 } hf_alarm_severity_t;
 
+/* Alarm codes raised by Holdfast itself (1000..1999; instruments use others). */
+#define HF_ALARM_CODE_SPOOL_FULL 1001 /* spool at its bound: samples dropped */
+
 typedef struct {
     uint64_t seq;     /* per (epoch, lane); 0 until the spool assigns one  */
     uint64_t ts_ns;   /* engine wall clock, ns since 1970                  */

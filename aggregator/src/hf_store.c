@@ -57,6 +57,7 @@ struct hf_store_s {
     MDB_dbi db_ordinals;
     MDB_dbi db_records;
     MDB_dbi db_runs;
+    MDB_dbi db_gaps;    /* engine 0 ordinal lane first -> last: announced drops */
     size_t map_bytes; /* current map size (bytes)                 */
     size_t max_bytes; /* growth bound (bytes)                     */
     hf_err_t broken;  /* HF_OK, or the sticky error that broke us */
@@ -502,7 +503,7 @@ s_open_dbs(hf_store_t *self, MDB_txn *txn, void *ctx, hf_err_t *herr, int *noop)
         MDB_dbi *dbi;
     } dbs[] = {{"engines", &self->db_engines}, {"epochs", &self->db_epochs},
                {"ordinals", &self->db_ordinals}, {"records", &self->db_records},
-               {"runs", &self->db_runs}};
+               {"runs", &self->db_runs}, {"gaps", &self->db_gaps}};
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         mrc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi);
         if (mrc != MDB_SUCCESS)
@@ -871,6 +872,62 @@ s_apply(hf_store_run_t *row, const hf_record_t *r)
     }
 }
 
+/* Is every seq in [from, to] of (engine, ordinal, lane) inside a range an
+ * engine announced as deliberately dropped (a committed gap record)? Ranges
+ * are visited in order of their first seq and merged as we go. */
+static int
+s_gap_covered(hf_store_t *self, MDB_txn *txn, const char *engine, size_t elen, uint32_t ord,
+              uint8_t lane, uint64_t from, uint64_t to, bool *covered)
+{
+    *covered = false;
+    uint8_t kb[S_KEY_MAX];
+    size_t klen = s_key_rec(kb, engine, elen, ord, lane, 0);
+    MDB_cursor *cur = NULL;
+    int mrc = mdb_cursor_open(txn, self->db_gaps, &cur);
+    if (mrc != MDB_SUCCESS)
+        return mrc;
+    MDB_val k = {klen, kb}, v;
+    uint64_t next = from; /* first seq not yet known to be covered */
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (mrc == MDB_SUCCESS && k.mv_size == klen && memcmp(k.mv_data, kb, klen - 8) == 0 &&
+           v.mv_size == 8) {
+        uint64_t first = s_get64((const uint8_t *)k.mv_data + klen - 8);
+        uint64_t last = s_get64(v.mv_data);
+        if (first > next)
+            break;
+        if (last >= next)
+            next = last + 1;
+        if (next > to) {
+            *covered = true;
+            break;
+        }
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    return mrc == MDB_NOTFOUND ? MDB_SUCCESS : mrc;
+}
+
+/* Remember a gap record's range so that later commits of its lane accept
+ * the hole. A range already known with the same first keeps the larger last. */
+static int
+s_gap_put(hf_store_t *self, MDB_txn *txn, const char *engine, size_t elen, uint32_t ord,
+          const hf_record_t *r)
+{
+    if (r->u.gap.lane >= HF_LANE_COUNT || r->u.gap.first == 0 || r->u.gap.last < r->u.gap.first)
+        return MDB_SUCCESS; /* nothing usable to remember; the record itself is stored */
+    uint8_t kb[S_KEY_MAX], vb[8];
+    MDB_val k = {s_key_rec(kb, engine, elen, ord, r->u.gap.lane, r->u.gap.first), kb}, v;
+    int mrc = mdb_get(txn, self->db_gaps, &k, &v);
+    if (mrc == MDB_SUCCESS && v.mv_size == 8 && s_get64(v.mv_data) >= r->u.gap.last)
+        return MDB_SUCCESS;
+    if (mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
+        return mrc;
+    s_put64(vb, r->u.gap.last);
+    v.mv_data = vb;
+    v.mv_size = 8;
+    return mdb_put(txn, self->db_gaps, &k, &v, 0);
+}
+
 static int
 s_commit_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *noop)
 {
@@ -899,7 +956,16 @@ s_commit_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *no
             *herr = HF_EPROTO;
             return MDB_SUCCESS;
         }
-        if (i >= skip && r->seq != acked + 1 + (i - skip)) {
+        uint64_t expect = i == skip ? acked + 1 : c->recs[i - 1].seq + 1;
+        bool covered = false;
+        if (i >= skip && r->seq != expect) {
+            /* A hole is legal only where the engine announced a drop. */
+            mrc = s_gap_covered(self, txn, c->engine, c->elen, rows.ep.ordinal, c->lane, expect,
+                                r->seq - 1, &covered);
+            if (mrc != MDB_SUCCESS)
+                return mrc;
+        }
+        if (i >= skip && r->seq != expect && !covered) {
             hf_log_warn("store", "commit engine=%s epoch=%016llx lane=%u acked=%llu "
                         "first=%llu reason=gap err=HF_EPROTO", c->engine,
                         (unsigned long long)c->epoch, c->lane, (unsigned long long)acked,
@@ -953,6 +1019,8 @@ s_commit_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *no
             v.mv_data = vb;
             v.mv_size = len;
             mrc = mdb_cursor_put(cur, &k, &v, flags);
+            if (mrc == MDB_SUCCESS && r->kind == HF_KIND_GAP)
+                mrc = s_gap_put(self, txn, c->engine, c->elen, rows.ep.ordinal, r);
         }
         mdb_cursor_close(cur);
         if (mrc != MDB_SUCCESS || *herr != HF_OK)

@@ -83,10 +83,37 @@ struct hf_dispatcher_s {
     uint8_t run_state;       /* hf_run_state_t                              */
     uint8_t *batch_buf;      /* S_BATCH_BYTES                               */
     hf_ms_t last_sync;       /* ms: last hf_spool_sync (relaxed mode)       */
+    hf_ms_t commit_retry_at; /* ms: after a failed commit, retry no earlier  */
+    bool alarm_raised;       /* "spool full, samples dropped" is raised      */
+    hf_ms_t drop_logged_at;  /* ms: last drop summary logged (rate limit)    */
     bool unsynced;           /* relaxed mode: commits since last sync       */
 };
 
 /* ------------------------------------------------------------------ */
+
+const char *
+hf_full_policy_name(hf_full_policy_t p)
+{
+    switch (p) {
+    case HF_FULL_DECIMATE: return "decimate";
+    case HF_FULL_DROP_OLDEST: return "drop-oldest";
+    case HF_FULL_BLOCK: return "block";
+    }
+    return "?";
+}
+
+hf_err_t
+hf_full_policy_parse(const char *s, hf_full_policy_t *out)
+{
+    static const hf_full_policy_t all[] = {HF_FULL_DECIMATE, HF_FULL_DROP_OLDEST, HF_FULL_BLOCK};
+    for (size_t i = 0; s && i < sizeof all / sizeof all[0]; i++) {
+        if (strcmp(s, hf_full_policy_name(all[i])) == 0) {
+            *out = all[i];
+            return HF_OK;
+        }
+    }
+    return HF_EINVAL;
+}
 
 hf_dispatcher_opts_t
 hf_dispatcher_opts_default(void)
@@ -148,7 +175,9 @@ hf_dispatcher_open(const hf_dispatcher_opts_t *opts, hf_err_t *err)
     if (opts->commit_max == 0 || opts->staging_max < opts->commit_max || opts->batch_max == 0 ||
         opts->batch_max > HF_PROTO_MAX_BATCH || opts->window == 0 || opts->window > 64 ||
         opts->heartbeat_ms == 0 || opts->peer_timeout_ms <= opts->heartbeat_ms ||
-        opts->reconnect_max_ms == 0) {
+        opts->reconnect_max_ms == 0 ||
+        (opts->full_policy != HF_FULL_DECIMATE && opts->full_policy != HF_FULL_DROP_OLDEST &&
+         opts->full_policy != HF_FULL_BLOCK)) {
         hf_log_error(S_LOG, "invalid dispatcher options");
         goto fail;
     }
@@ -164,6 +193,19 @@ hf_dispatcher_open(const hf_dispatcher_opts_t *opts, hf_err_t *err)
     self->opts.engine_id = self->engine;
     self->opts.endpoint = self->endpoint;
     self->opts.spool_dir = NULL; /* not kept: only open needs it */
+    {
+        /* One group must stay a small part of the spool (about 1%, at ~40
+         * bytes a record), or the headroom kept for the full-spool policy
+         * could not hold it. Only matters for small spools. */
+        size_t cap = opts->spool_max_bytes / 100 / 40;
+        if (cap < 64)
+            cap = 64;
+        if (self->opts.commit_max > cap) {
+            hf_log_info(S_LOG, "commit_max=%u lowered to %zu for a %zu-byte spool",
+                        self->opts.commit_max, cap, opts->spool_max_bytes);
+            self->opts.commit_max = (uint32_t)cap;
+        }
+    }
     self->channel.ops = &s_channel_ops;
     self->channel.impl = self;
 
@@ -415,6 +457,123 @@ s_track_run(hf_dispatcher_t *self, const hf_record_t *r)
     }
 }
 
+/* One step of the full-spool policy: drop (the spool writes the gap
+ * record in the same transaction), count, and raise the alarm once (added
+ * to the group being committed, work[0..*n)). */
+static hf_err_t
+s_drop_step(hf_dispatcher_t *self, uint32_t *n)
+{
+    hf_spool_drop_t how =
+        self->opts.full_policy == HF_FULL_DROP_OLDEST ? HF_SPOOL_DROP_OLDEST : HF_SPOOL_DROP_DECIMATE;
+    hf_record_t gap;
+    memset(&gap, 0, sizeof gap);
+    gap.ts_ns = hf_clock_wall_ns();
+    gap.mono_ns = hf_clock_mono_ns();
+    gap.run = self->run;
+    uint64_t dropped = 0;
+    hf_err_t drc = hf_spool_drop(self->spool, how, &gap, &dropped);
+    if (drc != HF_OK)
+        return drc;
+    pthread_mutex_lock(&self->mu);
+    self->stats.dropped += dropped;
+    self->stats.gaps++;
+    uint64_t total = self->stats.dropped;
+    pthread_mutex_unlock(&self->mu);
+    hf_ms_t now = hf_clock_mono_ms();
+    if (now - self->drop_logged_at >= 5000 || !self->alarm_raised) {
+        hf_log_warn(S_LOG, "spool full: policy=%s dropped=%" PRIu64 " (total %" PRIu64
+                    ") data=%" PRIu64 "..%" PRIu64 " gap_seq=%" PRIu64,
+                    hf_full_policy_name(self->opts.full_policy), dropped, total,
+                    gap.u.gap.first, gap.u.gap.last, gap.seq);
+        self->drop_logged_at = now;
+    }
+    if (!self->alarm_raised && *n < self->opts.staging_max) {
+        hf_record_t *a = &self->work[(*n)++];
+        memset(a, 0, sizeof *a);
+        a->kind = HF_KIND_ALARM;
+        a->lane = HF_LANE_CONTROL;
+        a->ts_ns = gap.ts_ns;
+        a->mono_ns = gap.mono_ns;
+        a->run = self->run;
+        a->u.alarm.raised = 1;
+        a->u.alarm.severity = HF_ALARM_WARNING;
+        a->u.alarm.code = HF_ALARM_CODE_SPOOL_FULL;
+        snprintf(a->u.alarm.text, sizeof a->u.alarm.text, "spool full: dropping samples (%s)",
+                 hf_full_policy_name(self->opts.full_policy));
+        self->alarm_raised = true;
+        pthread_mutex_lock(&self->mu);
+        self->sent_total++; /* so flush() accounting stays exact */
+        pthread_mutex_unlock(&self->mu);
+    }
+    return HF_OK;
+}
+
+/* Keep headroom: LMDB needs free pages for its copy-on-write even to
+ * delete, so waiting for MDB_MAP_FULL would leave a drop no room to work
+ * in. Above 85% of the bound (live pages, free list excluded) the policy
+ * drops until 75%. The cheap high-water check avoids reading the free
+ * list on every commit. */
+static void
+s_keep_headroom(hf_dispatcher_t *self, uint32_t *n)
+{
+    size_t limit = hf_spool_limit_bytes(self->spool);
+    if (hf_spool_used_bytes(self->spool) < limit / 100 * 85)
+        return;
+    size_t live = hf_spool_live_bytes(self->spool);
+    hf_log_debug(S_LOG, "headroom check used=%zu live=%zu limit=%zu",
+                 hf_spool_used_bytes(self->spool), live, limit);
+    for (int i = 0; i < 256 && live > limit / 100 * 75; i++) {
+        if (live <= limit / 100 * 85 && i == 0)
+            return;
+        if (s_drop_step(self, n) != HF_OK)
+            return;
+        live = hf_spool_live_bytes(self->spool);
+    }
+}
+
+/* The spool refused the group even so: drop and retry, a bounded number of
+ * times. Returns the append's final result. */
+static hf_err_t
+s_make_room(hf_dispatcher_t *self, uint32_t *n)
+{
+    hf_err_t rc = HF_EFULL;
+    for (int attempt = 0; attempt < 64 && rc == HF_EFULL; attempt++) {
+        hf_err_t drc = s_drop_step(self, n);
+        if (drc != HF_OK) {
+            if (drc != HF_ENOTFOUND)
+                hf_log_warn(S_LOG, "full spool: cannot drop more samples err=%s",
+                            hf_errname(drc));
+            return HF_EFULL; /* nothing left to drop: the group waits */
+        }
+        rc = hf_spool_append(self->spool, self->work, *n);
+    }
+    return rc;
+}
+
+/* Once the backlog has drained after drops, clear the alarm: the record
+ * goes through the staging buffer like any other. Called with mu held, so
+ * that a drain waiting on mu can't see "everything acked" in between. */
+static void
+s_maybe_clear_alarm_locked(hf_dispatcher_t *self)
+{
+    if (!self->alarm_raised || hf_spool_depth(self->spool, HF_LANE_DATA) > 0 ||
+        self->fill_count >= self->opts.staging_max)
+        return;
+    hf_record_t *a = &self->fill[self->fill_count++];
+    memset(a, 0, sizeof *a);
+    a->kind = HF_KIND_ALARM;
+    a->lane = HF_LANE_CONTROL;
+    a->ts_ns = hf_clock_wall_ns();
+    a->mono_ns = hf_clock_mono_ns();
+    a->run = self->run;
+    a->u.alarm.raised = 0;
+    a->u.alarm.severity = HF_ALARM_INFO;
+    a->u.alarm.code = HF_ALARM_CODE_SPOOL_FULL;
+    snprintf(a->u.alarm.text, sizeof a->u.alarm.text, "spool backlog drained");
+    self->sent_total++;
+    self->alarm_raised = false;
+}
+
 /* Commit the staging buffer if a group is due. Returns true if it did. */
 static bool
 s_commit_due(hf_dispatcher_t *self, hf_ms_t now, bool force)
@@ -429,6 +588,8 @@ s_commit_due(hf_dispatcher_t *self, hf_ms_t now, bool force)
         self->first_staged_ms = now;
     bool due = force || self->stopping || self->flush_req > 0 || n >= self->opts.commit_max ||
                now - self->first_staged_ms >= self->opts.commit_window_ms;
+    if (!force && now < self->commit_retry_at)
+        due = false; /* the last commit failed: don't spin on a full disk */
     if (!due) {
         pthread_mutex_unlock(&self->mu);
         return false;
@@ -440,7 +601,11 @@ s_commit_due(hf_dispatcher_t *self, hf_ms_t now, bool force)
     self->flush_req = 0;
     pthread_mutex_unlock(&self->mu);
 
+    if (self->opts.full_policy != HF_FULL_BLOCK)
+        s_keep_headroom(self, &n);
     hf_err_t rc = hf_spool_append(self->spool, self->work, n);
+    if (rc == HF_EFULL && self->opts.full_policy != HF_FULL_BLOCK)
+        rc = s_make_room(self, &n);
     pthread_mutex_lock(&self->mu);
     if (rc != HF_OK) {
         /* Nothing was committed: put the group back in front of what
@@ -462,6 +627,7 @@ s_commit_due(hf_dispatcher_t *self, hf_ms_t now, bool force)
                          hf_errname(rc), n);
         self->commit_err = rc;
         self->flush_req = 1;
+        self->commit_retry_at = now + 50;
         pthread_mutex_unlock(&self->mu);
         return false;
     }
@@ -474,6 +640,7 @@ s_commit_due(hf_dispatcher_t *self, hf_ms_t now, bool force)
         self->stats.committed[l] = hf_spool_last_seq(self->spool, (hf_lane_t)l);
         self->stats.pending[l] = hf_spool_depth(self->spool, (hf_lane_t)l);
     }
+    self->stats.spool_bytes = hf_spool_used_bytes(self->spool);
     pthread_cond_broadcast(&self->cond);
     pthread_mutex_unlock(&self->mu);
     self->unsynced = !self->opts.durable;
@@ -555,6 +722,7 @@ fail:
 }
 
 typedef struct {
+    uint8_t lane;
     hf_batch_writer_t *w;
     uint64_t expect;  /* next seq expected                            */
     uint64_t last;    /* last seq added                               */
@@ -565,7 +733,9 @@ static hf_err_t
 s_fill_cb(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 {
     s_fill_t *f = arg;
-    if (seq != f->expect) {
+    /* Only the full-spool policy deletes unacked records, and only in the
+     * data lane, always with a gap record: holes there are announced. */
+    if (seq != f->expect && !(f->lane == HF_LANE_DATA && seq > f->expect)) {
         f->gap = true;
         return HF_ECORRUPT;
     }
@@ -582,7 +752,7 @@ s_send_batch(hf_dispatcher_t *self, const hf_link_action_t *a, hf_ms_t now)
 {
     hf_batch_writer_t w;
     hf_batch_begin(&w, a->lane, self->batch_buf, S_BATCH_BYTES);
-    s_fill_t f = {.w = &w, .expect = a->seq, .last = 0, .gap = false};
+    s_fill_t f = {.lane = a->lane, .w = &w, .expect = a->seq, .last = 0, .gap = false};
     size_t n = 0;
     hf_err_t rc = hf_spool_read(self->spool, (hf_lane_t)a->lane, a->seq, a->max,
                                 S_BATCH_BYTES - 64, s_fill_cb, &f, &n);
@@ -640,6 +810,8 @@ s_run_actions(hf_dispatcher_t *self, hf_ms_t now)
             pthread_mutex_lock(&self->mu);
             self->stats.acked[a.lane] = hf_spool_acked(self->spool, (hf_lane_t)a.lane);
             self->stats.pending[a.lane] = hf_spool_depth(self->spool, (hf_lane_t)a.lane);
+            self->stats.spool_bytes = hf_spool_used_bytes(self->spool);
+            s_maybe_clear_alarm_locked(self);
             pthread_cond_broadcast(&self->cond);
             pthread_mutex_unlock(&self->mu);
             break;

@@ -67,6 +67,9 @@ struct hf_spool_s {
     MDB_dbi lane_dbi[HF_LANE_COUNT];      /* "control", "data"                  */
     MDB_txn *rtxn;                        /* kept read txn (reset when idle)    */
     MDB_cursor *rcur[HF_LANE_COUNT];      /* read cursors bound to rtxn         */
+    MDB_dbi thin_dbi;                     /* "thin": decimated data-lane history */
+    MDB_cursor *rcur_thin;                /* read cursor on "thin"              */
+    uint64_t thin_depth;                  /* records in "thin"                  */
     hf_spool_opts_t opts;                 /* as given, validated                */
     char *dir;                            /* owned copy, for logs               */
     size_t psize;                         /* bytes per LMDB page                */
@@ -341,6 +344,45 @@ hf_spool_append(hf_spool_t *self, hf_record_t *recs, size_t n)
     return HF_OK;
 }
 
+/* Visit one database from `from` on, adding to *n / *bytes; *more is false
+ * once a limit stopped the visit (as opposed to running out of records). */
+static hf_err_t
+s_visit(hf_spool_t *self, MDB_cursor *cur, const char *db, uint64_t from, size_t max_n,
+        size_t max_bytes, hf_spool_read_fn *fn, void *arg, size_t *n, size_t *bytes, bool *more,
+        int *mrc_out)
+{
+    uint8_t kb[8];
+    s_put_be64(kb, from);
+    MDB_val key = {sizeof kb, kb};
+    MDB_val val;
+    hf_err_t rc = HF_OK;
+    int mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    while (mrc == MDB_SUCCESS) {
+        if (*n >= max_n) {
+            *more = false;
+            break;
+        }
+        if (key.mv_size != 8 || val.mv_size == 0 || val.mv_size > HF_PROTO_MAX_RECORD) {
+            hf_log_error(S_LOG, "read dir=%s db=%s: bad entry key_len=%zu val_len=%zu "
+                                "err=HF_ECORRUPT", self->dir, db, key.mv_size, val.mv_size);
+            rc = HF_ECORRUPT;
+            break;
+        }
+        if (*n > 0 && *bytes + val.mv_size > max_bytes) {
+            *more = false;
+            break;
+        }
+        rc = fn(arg, s_get_be64(key.mv_data), val.mv_data, val.mv_size);
+        if (rc != HF_OK)
+            break;
+        (*n)++;
+        *bytes += val.mv_size;
+        mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+    }
+    *mrc_out = mrc;
+    return rc;
+}
+
 hf_err_t
 hf_spool_read(hf_spool_t *self, hf_lane_t lane, uint64_t from, size_t max_n, size_t max_bytes,
               hf_spool_read_fn *fn, void *arg, size_t *n_out)
@@ -381,29 +423,26 @@ hf_spool_read(hf_spool_t *self, hf_lane_t lane, uint64_t from, size_t max_n, siz
     }
     cur = self->rcur[lane];
 
-    uint8_t kb[8];
-    s_put_be64(kb, from);
-    MDB_val key = {sizeof kb, kb};
-    MDB_val val;
     size_t bytes = 0;
-    mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-    while (mrc == MDB_SUCCESS && n < max_n) {
-        if (key.mv_size != 8 || val.mv_size == 0 || val.mv_size > HF_PROTO_MAX_RECORD) {
-            hf_log_error(S_LOG, "read dir=%s lane=%s: bad entry key_len=%zu val_len=%zu "
-                                "err=HF_ECORRUPT", self->dir, s_lane_db[lane], key.mv_size,
-                         val.mv_size);
-            rc = HF_ECORRUPT;
-            break;
+    bool more = true;
+    if (lane == HF_LANE_DATA && self->thin_depth > 0) {
+        /* The decimated history comes first: every key in "thin" is below
+         * every key in "data". */
+        if (self->rcur_thin)
+            mrc = mdb_cursor_renew(self->rtxn, self->rcur_thin);
+        else
+            mrc = mdb_cursor_open(self->rtxn, self->thin_dbi, &self->rcur_thin);
+        if (mrc != MDB_SUCCESS) {
+            rc = s_fail(self, "read: thin cursor", mrc);
+            s_read_drop(self);
+            return rc;
         }
-        if (n > 0 && bytes + val.mv_size > max_bytes)
-            break;
-        rc = fn(arg, s_get_be64(key.mv_data), val.mv_data, val.mv_size);
-        if (rc != HF_OK)
-            break;
-        n++;
-        bytes += val.mv_size;
-        mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+        rc = s_visit(self, self->rcur_thin, "thin", from, max_n, max_bytes, fn, arg, &n, &bytes,
+                     &more, &mrc);
     }
+    if (rc == HF_OK && more && (mrc == MDB_SUCCESS || mrc == MDB_NOTFOUND))
+        rc = s_visit(self, cur, s_lane_db[lane], from, max_n, max_bytes, fn, arg, &n, &bytes,
+                     &more, &mrc);
     if (rc == HF_OK && mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
         rc = s_fail(self, "read: cursor get", mrc);
     /* Release the snapshot now: a held snapshot would pin freed pages. */
@@ -411,6 +450,36 @@ hf_spool_read(hf_spool_t *self, hf_lane_t lane, uint64_t from, size_t max_n, siz
     if (n_out)
         *n_out = n;
     return rc;
+}
+
+/* Delete every key <= upto from dbi (keys are 8-byte BE seqs). Returns
+ * MDB_SUCCESS or MDB_NOTFOUND when done, else an LMDB error. */
+static int
+s_delete_upto(MDB_txn *txn, MDB_dbi dbi, uint64_t upto, uint64_t *deleted)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val key, val;
+    int mrc = mdb_cursor_open(txn, dbi, &cur);
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
+    while (mrc == MDB_SUCCESS) {
+        if (key.mv_size != 8) {
+            mrc = MDB_CORRUPTED;
+            break;
+        }
+        if (s_get_be64(key.mv_data) > upto)
+            break;
+        mrc = mdb_cursor_del(cur, 0);
+        if (mrc != MDB_SUCCESS)
+            break;
+        (*deleted)++;
+        /* After a delete the cursor already sits on the next entry and
+         * MDB_NEXT returns that entry (LMDB's C_DEL flag). */
+        mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+    }
+    if (cur)
+        mdb_cursor_close(cur);
+    return mrc;
 }
 
 hf_err_t
@@ -429,37 +498,18 @@ hf_spool_trim(hf_spool_t *self, hf_lane_t lane, uint64_t upto)
     }
 
     bool grew = false;
-    uint64_t deleted = 0;
+    uint64_t deleted = 0, deleted_thin = 0;
     hf_err_t rc = HF_OK;
     for (;;) {
         MDB_txn *txn = NULL;
-        MDB_cursor *cur = NULL;
-        MDB_val key, val;
-        deleted = 0;
+        deleted = deleted_thin = 0;
         int mrc = mdb_txn_begin(self->env, NULL, 0, &txn);
-        if (mrc == MDB_SUCCESS)
-            mrc = mdb_cursor_open(txn, self->lane_dbi[lane], &cur);
-        if (mrc == MDB_SUCCESS)
-            mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
-        while (mrc == MDB_SUCCESS) {
-            if (key.mv_size != 8) {
-                mrc = MDB_CORRUPTED;
-                break;
-            }
-            if (s_get_be64(key.mv_data) > upto)
-                break;
-            mrc = mdb_cursor_del(cur, 0);
-            if (mrc != MDB_SUCCESS)
-                break;
-            deleted++;
-            /* After a delete the cursor already sits on the next entry and
-             * MDB_NEXT returns that entry (LMDB's C_DEL flag). */
-            mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
-        }
+        if (mrc == MDB_SUCCESS && lane == HF_LANE_DATA && self->thin_depth > 0)
+            mrc = s_delete_upto(txn, self->thin_dbi, upto, &deleted_thin);
+        if (mrc == MDB_SUCCESS || mrc == MDB_NOTFOUND)
+            mrc = s_delete_upto(txn, self->lane_dbi[lane], upto, &deleted);
         if (mrc == MDB_NOTFOUND || mrc == MDB_SUCCESS)
             mrc = s_meta_put_u64(txn, self->meta, s_acked_key[lane], upto);
-        if (cur)
-            mdb_cursor_close(cur);
         if (mrc == MDB_SUCCESS) {
             mrc = mdb_txn_commit(txn);
         } else if (txn) {
@@ -485,11 +535,212 @@ hf_spool_trim(hf_spool_t *self, hf_lane_t lane, uint64_t upto)
         return rc;
 
     self->acked[lane] = upto;
+    deleted += deleted_thin;
+    self->thin_depth -= deleted_thin <= self->thin_depth ? deleted_thin : self->thin_depth;
     self->depth[lane] -= deleted <= self->depth[lane] ? deleted : self->depth[lane];
     if (deleted > 0)
         self->reuse_pending = true;
     hf_log_debug(S_LOG, "trim dir=%s lane=%s upto=%" PRIu64 " deleted=%" PRIu64, self->dir,
                  s_lane_db[lane], upto, deleted);
+    return HF_OK;
+}
+
+/* Walk the oldest `limit` records of dbi. Per record: keep it (and, when
+ * `to` is set, move it there with MDB_APPEND) or delete it. keep_odd: keep
+ * positions 0, 2, 4 ... (decimate); otherwise delete all (drop-oldest).
+ * Updates the range and counts. */
+static int
+s_thin_range(MDB_txn *txn, MDB_dbi dbi, const MDB_dbi *to, uint64_t limit, bool keep_even,
+             uint64_t *first, uint64_t *last, uint64_t *deleted, uint64_t *moved,
+             uint64_t *removed_from_src)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val key, val;
+    uint8_t copy[HF_PROTO_MAX_RECORD], kb[8];
+    uint64_t pos = 0;
+    int mrc = mdb_cursor_open(txn, dbi, &cur);
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
+    (void)removed_from_src;
+    while (mrc == MDB_SUCCESS && pos < limit) {
+        if (key.mv_size != 8 || val.mv_size == 0 || val.mv_size > sizeof copy) {
+            mrc = MDB_CORRUPTED;
+            break;
+        }
+        uint64_t seq = s_get_be64(key.mv_data);
+        if (*first == 0)
+            *first = seq;
+        *last = seq;
+        bool keep = keep_even && (pos % 2) == 0;
+        pos++;
+        if (keep && !to) { /* kept in place */
+            mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+            continue;
+        }
+        if (keep) {
+            size_t len = val.mv_size;
+            memcpy(copy, val.mv_data, len);
+            memcpy(kb, key.mv_data, 8);
+            mrc = mdb_cursor_del(cur, 0);
+            if (mrc != MDB_SUCCESS)
+                break;
+            MDB_val k2 = {8, kb}, v2 = {len, copy};
+            mrc = mdb_put(txn, *to, &k2, &v2, MDB_APPEND);
+            if (mrc != MDB_SUCCESS)
+                break;
+            (*moved)++;
+            (*removed_from_src)++;
+        } else {
+            mrc = mdb_cursor_del(cur, 0);
+            if (mrc != MDB_SUCCESS)
+                break;
+            (*deleted)++;
+            (*removed_from_src)++;
+        }
+        /* After a delete the cursor sits on the next entry (C_DEL). */
+        mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+    }
+    if (cur)
+        mdb_cursor_close(cur);
+    return mrc == MDB_NOTFOUND ? MDB_SUCCESS : mrc;
+}
+
+/* One attempt at a drop; see hf_spool_drop.
+ *
+ * Why a "thin" database: LMDB frees a leaf page only when it empties or
+ * falls below a quarter full, so deleting every other record in place
+ * would free nothing. Decimation therefore moves the oldest chunk of
+ * "data" out whole (freeing its pages) and appends every second record
+ * to "thin" with MDB_APPEND (densely packed): room appears at once. Once
+ * everything is thinned, further passes thin "thin" in place (n doubles
+ * again; its pages free up from the second such pass). Chunks are bounded
+ * so that one transaction fits in the spool's reserve. */
+static int
+s_drop_once(hf_spool_t *self, hf_spool_drop_t how, hf_record_t *gap, uint64_t *deleted,
+            uint64_t *thin_delta)
+{
+    MDB_txn *txn = NULL;
+    uint64_t first = 0, last = 0, n = 0, moved = 0, from_thin = 0, from_data = 0;
+    uint64_t data_only = self->depth[HF_LANE_DATA] - self->thin_depth;
+    uint64_t chunk_max = (self->hard_limit - self->append_limit) / 64;
+    if (chunk_max > 65536)
+        chunk_max = 65536;
+    if (chunk_max < 2)
+        chunk_max = 2;
+    *deleted = 0;
+    *thin_delta = 0;
+    int mrc = mdb_txn_begin(self->env, NULL, 0, &txn);
+    if (mrc != MDB_SUCCESS)
+        return mrc;
+    if (how == HF_SPOOL_DROP_DECIMATE) {
+        if (data_only >= 2) {
+            uint64_t c = data_only / 4 < 2 ? 2 : data_only / 4;
+            if (c > chunk_max)
+                c = chunk_max;
+            mrc = s_thin_range(txn, self->lane_dbi[HF_LANE_DATA], &self->thin_dbi, c, true,
+                               &first, &last, &n, &moved, &from_data);
+        } else {
+            uint64_t c = self->thin_depth < chunk_max ? self->thin_depth : chunk_max;
+            mrc = s_thin_range(txn, self->thin_dbi, NULL, c, true, &first, &last, &n, &moved,
+                               &from_thin);
+        }
+    } else {
+        uint64_t quota = self->depth[HF_LANE_DATA] / 4;
+        if (quota < 1)
+            quota = 1;
+        if (quota > chunk_max)
+            quota = chunk_max;
+        uint64_t t = self->thin_depth < quota ? self->thin_depth : quota;
+        if (t > 0)
+            mrc = s_thin_range(txn, self->thin_dbi, NULL, t, false, &first, &last, &n, &moved,
+                               &from_thin);
+        if (mrc == MDB_SUCCESS && quota > t)
+            mrc = s_thin_range(txn, self->lane_dbi[HF_LANE_DATA], NULL, quota - t, false, &first,
+                               &last, &n, &moved, &from_data);
+    }
+    if (mrc == MDB_SUCCESS && n > 0) {
+        hf_record_t r = *gap;
+        r.kind = HF_KIND_GAP;
+        r.lane = HF_LANE_CONTROL;
+        r.seq = self->last_seq[HF_LANE_CONTROL] + 1;
+        memset(&r.u, 0, sizeof r.u);
+        r.u.gap.lane = HF_LANE_DATA;
+        r.u.gap.first = first;
+        r.u.gap.last = last;
+        r.u.gap.count = n;
+        r.u.gap.reason = (uint8_t)how;
+        uint8_t buf[HF_PROTO_MAX_RECORD], kb[8];
+        size_t len = 0;
+        if (hf_record_encode(&r, buf, sizeof buf, &len) != HF_OK) {
+            mrc = MDB_BAD_VALSIZE; /* cannot happen: a gap record always encodes */
+        } else {
+            s_put_be64(kb, r.seq);
+            MDB_val k = {8, kb}, v = {len, buf};
+            mrc = mdb_put(txn, self->lane_dbi[HF_LANE_CONTROL], &k, &v, MDB_APPEND);
+        }
+        if (mrc == MDB_SUCCESS)
+            mrc = s_meta_put_u64(txn, self->meta, s_last_key[HF_LANE_CONTROL], r.seq);
+        if (mrc == MDB_SUCCESS)
+            *gap = r;
+    }
+    if (mrc == MDB_SUCCESS && n > 0) {
+        mrc = mdb_txn_commit(txn);
+    } else {
+        mdb_txn_abort(txn);
+    }
+    if (mrc == MDB_SUCCESS) {
+        *deleted = n;
+        /* thin gains what was moved in and loses what was deleted from it;
+         * unsigned wrap-around makes a net decrease come out right when added */
+        *thin_delta = moved - from_thin;
+    }
+    return mrc;
+}
+
+hf_err_t
+hf_spool_drop(hf_spool_t *self, hf_spool_drop_t how, hf_record_t *gap, uint64_t *dropped)
+{
+    assert(self && gap && dropped);
+    *dropped = 0;
+    if (self->broken)
+        return HF_ESTATE;
+    if (how != HF_SPOOL_DROP_DECIMATE && how != HF_SPOOL_DROP_OLDEST)
+        return HF_EINVAL;
+    if (self->depth[HF_LANE_DATA] < 2)
+        return HF_ENOTFOUND;
+    bool grew = false;
+    uint64_t n = 0;
+    hf_err_t rc = HF_OK;
+    uint64_t thin_delta = 0;
+    for (;;) {
+        int mrc = s_drop_once(self, how, gap, &n, &thin_delta);
+        if (mrc == MDB_SUCCESS)
+            break;
+        if (mrc != MDB_MAP_FULL) {
+            rc = s_fail(self, "drop", mrc);
+            break;
+        }
+        /* Deleting copies pages first: like a trim, a drop may use the reserve. */
+        rc = s_grow(self, self->hard_limit);
+        if (rc != HF_OK)
+            break;
+        grew = true;
+    }
+    if (grew)
+        s_shrink_back(self);
+    if (rc != HF_OK)
+        return rc;
+    if (n == 0)
+        return HF_ENOTFOUND;
+    self->depth[HF_LANE_DATA] -= n;
+    self->thin_depth += thin_delta; /* wraps correctly for a decrease */
+    self->depth[HF_LANE_CONTROL]++;
+    self->last_seq[HF_LANE_CONTROL] = gap->seq;
+    self->reuse_pending = true;
+    *dropped = n;
+    hf_log_debug(S_LOG, "drop dir=%s policy=%s data=%" PRIu64 "..%" PRIu64 " dropped=%" PRIu64
+                " gap_seq=%" PRIu64, self->dir, how == HF_SPOOL_DROP_DECIMATE ? "decimate"
+                : "drop-oldest", gap->u.gap.first, gap->u.gap.last, n, gap->seq);
     return HF_OK;
 }
 
@@ -521,6 +772,46 @@ hf_spool_used_bytes(const hf_spool_t *self)
     if (mdb_env_info(self->env, &info) != MDB_SUCCESS)
         return 0;
     return ((size_t)info.me_last_pgno + 1) * self->psize;
+}
+
+size_t
+hf_spool_live_bytes(hf_spool_t *self)
+{
+    assert(self);
+    MDB_envinfo info;
+    if (self->broken || mdb_env_info(self->env, &info) != MDB_SUCCESS)
+        return 0;
+    size_t pages = (size_t)info.me_last_pgno + 1;
+    /* Free pages are listed in LMDB's free database (dbi 0): each value is
+     * an ID list whose first word is its length (as `mdb_stat -f` reads it). */
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    size_t free_pages = 0;
+    if (mdb_txn_begin(self->env, NULL, MDB_RDONLY, &txn) != MDB_SUCCESS)
+        return pages * self->psize;
+    int mrc = mdb_cursor_open(txn, 0, &cur);
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (mrc == MDB_SUCCESS) {
+        if (v.mv_size >= sizeof(size_t)) {
+            size_t n;
+            memcpy(&n, v.mv_data, sizeof n);
+            free_pages += n;
+        }
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return (free_pages < pages ? pages - free_pages : 0) * self->psize;
+}
+
+size_t
+hf_spool_limit_bytes(const hf_spool_t *self)
+{
+    assert(self);
+    return self->append_limit;
 }
 
 size_t
@@ -627,6 +918,9 @@ s_read_drop(hf_spool_t *self)
             mdb_cursor_close(self->rcur[i]);
         self->rcur[i] = NULL;
     }
+    if (self->rcur_thin)
+        mdb_cursor_close(self->rcur_thin);
+    self->rcur_thin = NULL;
     if (self->rtxn)
         mdb_txn_abort(self->rtxn);
     self->rtxn = NULL;
@@ -853,6 +1147,8 @@ s_load(hf_spool_t *self, bool *created)
                 mrc = mdb_dbi_open(txn, s_lane_db[l], MDB_CREATE, &self->lane_dbi[l]);
         }
         if (mrc == MDB_SUCCESS)
+            mrc = mdb_dbi_open(txn, "thin", MDB_CREATE, &self->thin_dbi);
+        if (mrc == MDB_SUCCESS)
             mrc = mdb_txn_commit(txn);
         else
             mdb_txn_abort(txn);
@@ -953,6 +1249,49 @@ s_load(hf_spool_t *self, bool *created)
             if (!ok && mrc == MDB_SUCCESS) {
                 mdb_cursor_close(cur);
                 why = "lane holds seqs outside (acked, last]";
+                goto corrupt;
+            }
+        }
+        mdb_cursor_close(cur);
+        if (mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
+            goto mdb_fail;
+    }
+    {
+        /* "thin" holds decimated data-lane records, all older than "data". */
+        MDB_stat st;
+        MDB_cursor *cur = NULL;
+        MDB_val k;
+        mrc = mdb_dbi_open(txn, "thin", 0, &self->thin_dbi);
+        if (mrc == MDB_NOTFOUND || mrc == MDB_INCOMPATIBLE) {
+            why = "thin database missing";
+            goto corrupt;
+        }
+        if (mrc == MDB_SUCCESS)
+            mrc = mdb_stat(txn, self->thin_dbi, &st);
+        if (mrc == MDB_SUCCESS)
+            mrc = mdb_cursor_open(txn, self->thin_dbi, &cur);
+        if (mrc != MDB_SUCCESS)
+            goto mdb_fail;
+        self->thin_depth = st.ms_entries;
+        self->depth[HF_LANE_DATA] += st.ms_entries;
+        uint64_t data_first = UINT64_MAX;
+        MDB_cursor *dc = NULL;
+        if (mdb_cursor_open(txn, self->lane_dbi[HF_LANE_DATA], &dc) == MDB_SUCCESS) {
+            if (mdb_cursor_get(dc, &k, &v, MDB_FIRST) == MDB_SUCCESS && k.mv_size == 8)
+                data_first = s_get_be64(k.mv_data);
+            mdb_cursor_close(dc);
+        }
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        if (mrc == MDB_SUCCESS) {
+            bool ok = k.mv_size == 8 && s_get_be64(k.mv_data) > self->acked[HF_LANE_DATA];
+            if (ok)
+                mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+            ok = ok && mrc == MDB_SUCCESS && k.mv_size == 8 &&
+                 s_get_be64(k.mv_data) < data_first &&
+                 s_get_be64(k.mv_data) <= self->last_seq[HF_LANE_DATA];
+            if (!ok && mrc == MDB_SUCCESS) {
+                mdb_cursor_close(cur);
+                why = "thin database holds seqs outside (acked, first of data)";
                 goto corrupt;
             }
         }

@@ -121,6 +121,31 @@ size_t hf_spool_used_bytes(const hf_spool_t *self);
 /* Current LMDB map size (bytes): starts at map_bytes, doubles on demand. */
 size_t hf_spool_map_bytes(const hf_spool_t *self);
 
+/* Bytes of pages holding data (pages in use minus LMDB's free list): what
+ * the full-spool policy watches. Reads the free list; call it sparingly. */
+size_t hf_spool_live_bytes(hf_spool_t *self);
+/* The bound appends may grow the map to (max_bytes less the reserve kept
+ * for trims and drops). */
+size_t hf_spool_limit_bytes(const hf_spool_t *self);
+
+/* How hf_spool_drop makes room in the data lane. */
+typedef enum {
+    HF_SPOOL_DROP_DECIMATE = 1, /* keep every 2nd record of the unacked backlog
+                                   (repeated calls: every 4th, 8th, ...)      */
+    HF_SPOOL_DROP_OLDEST = 2,   /* delete the oldest quarter of the backlog   */
+} hf_spool_drop_t;
+
+/* Make room by deleting unacked samples (data lane only: the control lane
+ * is never dropped) and append ONE gap record to the control lane that
+ * announces the range and the count, in ONE write transaction, so that no
+ * crash can leave an unannounced hole. *gap is the template (its ts_ns,
+ * mono_ns and run are kept); on HF_OK it is filled in (kind, lane, seq,
+ * u.gap) and *dropped gets the count. HF_ENOTFOUND when the data lane holds
+ * fewer than 2 records (nothing useful to drop). Records in flight to the
+ * aggregator may be among those dropped; the gap record covers them. */
+hf_err_t hf_spool_drop(hf_spool_t *self, hf_spool_drop_t how, hf_record_t *gap,
+                       uint64_t *dropped);
+
 #ifdef __cplusplus
 }
 #endif

@@ -44,6 +44,8 @@ typedef struct {
     uint32_t drain_timeout_ms;
     int relaxed;
     int verbose;
+    uint64_t spool_max_bytes;   /* 0 = dispatcher default */
+    int full_policy;            /* hf_full_policy_t */
 } s_args_t;
 
 static volatile sig_atomic_t s_stop = 0;
@@ -61,7 +63,7 @@ s_usage(FILE *out)
     fprintf(out,
             "usage: holdfast-engine --id NAME --connect ENDPOINT --spool DIR --method FILE\n"
             "                       [--seed N] [--drain-timeout MS] [--summary FILE]\n"
-            "                       [--relaxed] [-v]\n"
+            "                       [--relaxed] [--spool-max-bytes N] [--full-policy P] [-v]\n"
             "  --id NAME            engine id, 1..64 chars of [A-Za-z0-9._-]\n"
             "  --connect ENDPOINT   aggregator endpoint, e.g. tcp://127.0.0.1:5555\n"
             "  --spool DIR          spool directory (created if missing)\n"
@@ -70,6 +72,9 @@ s_usage(FILE *out)
             "  --drain-timeout MS   wait this long for acks at the end (default 30000)\n"
             "  --summary FILE       also write the summary line to FILE\n"
             "  --relaxed            no fsync per group commit (faster, less durable)\n"
+            "  --spool-max-bytes N  bound on the spool's size (default 1 GiB)\n"
+            "  --full-policy P      when the spool is full: decimate (default), drop-oldest,\n"
+            "                       or block\n"
             "  -v                   debug logging\n");
 }
 
@@ -106,6 +111,8 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         {"seed", required_argument, NULL, 'S'},     {"drain-timeout", required_argument, NULL, 'd'},
         {"summary", required_argument, NULL, 'o'},  {"relaxed", no_argument, NULL, 'r'},
         {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
+        {"spool-max-bytes", required_argument, NULL, 'B'},
+        {"full-policy", required_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
     };
     memset(a, 0, sizeof *a);
@@ -144,6 +151,20 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         case 'r':
             a->relaxed = 1;
             break;
+        case 'B':
+            if (!s_parse_u64(optarg, UINT64_MAX, &a->spool_max_bytes) ||
+                a->spool_max_bytes < (1u << 20))
+                return s_usage_error("invalid --spool-max-bytes '%s': expected bytes >= 1048576",
+                                     optarg);
+            break;
+        case 'P': {
+            hf_full_policy_t p;
+            if (hf_full_policy_parse(optarg, &p) != HF_OK)
+                return s_usage_error("invalid --full-policy '%s': expected decimate, drop-oldest "
+                                     "or block", optarg);
+            a->full_policy = (int)p;
+            break;
+        }
         case 'v':
             a->verbose = 1;
             break;
@@ -267,6 +288,9 @@ main(int argc, char **argv)
     dopts.spool_dir = args.spool;
     if (args.relaxed)
         dopts.durable = false;
+    if (args.spool_max_bytes)
+        dopts.spool_max_bytes = (size_t)args.spool_max_bytes;
+    dopts.full_policy = (hf_full_policy_t)args.full_policy;
 
     /* The worker thread inherits this mask: signals come to this thread. */
     sigset_t block, old;
@@ -353,10 +377,11 @@ main(int argc, char **argv)
     snprintf(line, sizeof line,
              "engine=%s epoch=%016" PRIx64 " run=%" PRIu64 " state=%s committed_control=%" PRIu64
              " committed_data=%" PRIu64 " acked_control=%" PRIu64 " acked_data=%" PRIu64
-             " samples=%" PRIu64 " late=%" PRIu64 " missed=%" PRIu64,
+             " samples=%" PRIu64 " late=%" PRIu64 " missed=%" PRIu64 " dropped=%" PRIu64
+             " gaps=%" PRIu64,
              args.id, st.epoch, run_id, hf_run_state_name((uint8_t)state),
              st.committed[HF_LANE_CONTROL], st.committed[HF_LANE_DATA], st.acked[HF_LANE_CONTROL],
-             st.acked[HF_LANE_DATA], cnt.samples, cnt.late, cnt.missed);
+             st.acked[HF_LANE_DATA], cnt.samples, cnt.late, cnt.missed, st.dropped, st.gaps);
     printf("%s\n", line);
     fflush(stdout);
     if (args.summary && s_write_summary(args.summary, line) != HF_OK && exit_code == 0)

@@ -5,6 +5,7 @@
  * restart. The store is read back and checked record by record.
  * Waits are bounded (hf_dispatcher_drain with a timeout), never fixed sleeps. */
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,4 +243,149 @@ Test(dispatcher, bad_options_are_refused_with_einval, .timeout = 10)
     o.window = 0;
     cr_assert_null(hf_dispatcher_open(&o, &err));
     cr_assert_eq(err, HF_EINVAL);
+}
+
+/* ---- full spool ------------------------------------------------------------ */
+
+typedef struct {
+    uint64_t data_n, data_last, control_n, events, gaps, gap_count, alarms_raised,
+        alarms_cleared, bad_value, disorder;
+    uint64_t gap_first[4096], gap_last[4096];
+    uint64_t data_seqs_n;
+    uint64_t *data_seqs;
+} s_full_t;
+
+static int
+s_full_cb(const hf_store_export_rec_t *e, void *arg)
+{
+    s_full_t *f = arg;
+    const hf_record_t *r = &e->rec;
+    if (r->lane == HF_LANE_DATA) {
+        if (r->seq <= f->data_last)
+            f->disorder++;
+        f->data_last = r->seq;
+        if (r->u.sample.value != (double)(r->seq - 1))
+            f->bad_value++; /* sample i was sent with value i and got seq i+1 */
+        f->data_seqs[f->data_seqs_n++] = r->seq;
+        f->data_n++;
+        return 0;
+    }
+    f->control_n++;
+    if (r->seq != f->control_n)
+        f->disorder++; /* control lane: never dropped, contiguous */
+    if (r->kind == HF_KIND_EVENT)
+        f->events++;
+    if (r->kind == HF_KIND_ALARM && r->u.alarm.code == HF_ALARM_CODE_SPOOL_FULL)
+        r->u.alarm.raised ? f->alarms_raised++ : f->alarms_cleared++;
+    if (r->kind == HF_KIND_GAP && f->gaps < 4096) {
+        f->gap_first[f->gaps] = r->u.gap.first;
+        f->gap_last[f->gaps] = r->u.gap.last;
+        f->gaps++;
+        f->gap_count += r->u.gap.count;
+    }
+    return 0;
+}
+
+static void
+s_full_scenario(hf_full_policy_t policy, uint64_t samples)
+{
+    char *root = s_tmpdir();
+    char spool[300];
+    s_agg_t a;
+    memset(&a, 0, sizeof a);
+    snprintf(a.data, sizeof a.data, "%s/store", root);
+    snprintf(spool, sizeof spool, "%s/spool", root);
+    s_agg_start(&a, "tcp://127.0.0.1:*"); /* only to learn a free endpoint */
+    char endpoint[256];
+    snprintf(endpoint, sizeof endpoint, "%s", a.endpoint);
+    s_agg_stop(&a);
+
+    if (getenv("HF_TEST_LOG")) {
+        hf_log_set_sink(hf_log_stderr_sink, NULL);
+        hf_log_set_level(getenv("HF_TEST_DEBUG") ? HF_LOG_DEBUG : HF_LOG_INFO);
+    }
+    hf_dispatcher_opts_t o = hf_dispatcher_opts_default();
+    o.engine_id = "itest";
+    o.endpoint = endpoint;
+    o.spool_dir = spool;
+    o.spool_max_bytes = 4u << 20;
+    o.full_policy = policy;
+    o.heartbeat_ms = 200;
+    o.peer_timeout_ms = 1000;
+    o.reconnect_max_ms = 200;
+    hf_err_t err;
+    hf_dispatcher_t *d = hf_dispatcher_open(&o, &err);
+    cr_assert_not_null(d);
+    hf_channel_t *ch = hf_dispatcher_channel(d);
+    hf_record_t r;
+    uint64_t events = 0;
+    for (uint64_t i = 0; i < samples; i++) {
+        hf_record_sample(&r, 1, 1000 + i, i, (uint32_t)(i % 4), (double)i);
+        cr_assert_eq(hf_channel_send(ch, &r), HF_OK);
+        if (i % 20000 == 0) {
+            hf_record_event(&r, 1, 1000 + i, i, HF_EV_STEP, (uint32_t)i, "step");
+            cr_assert_eq(hf_channel_send(ch, &r), HF_OK);
+            events++;
+        }
+    }
+    cr_assert_eq(hf_channel_flush(ch), HF_OK);
+    hf_dispatcher_stats_t st;
+    hf_dispatcher_stats(d, &st);
+    cr_assert_gt(st.dropped, 0, "a 4 MiB spool cannot hold %" PRIu64 " samples", samples);
+    cr_assert_gt(st.gaps, 0);
+    cr_assert_eq(st.committed[HF_LANE_DATA], samples, "dropped samples still had seqs");
+
+    s_agg_start(&a, endpoint);
+    cr_assert_eq(hf_dispatcher_drain(d, 60000), HF_OK, "backlog delivered");
+    hf_dispatcher_stats(d, &st);
+    uint64_t dropped = st.dropped;
+    hf_dispatcher_close(&d);
+    s_agg_stop(&a);
+
+    hf_store_t *store = hf_store_open(a.data, NULL, &err);
+    cr_assert_not_null(store);
+    static s_full_t f;
+    memset(&f, 0, sizeof f);
+    f.data_seqs = calloc(samples, sizeof *f.data_seqs);
+    hf_store_export_opts_t eo = {.run = 0, .lane = -1, .max_records = 1000000};
+    hf_store_pos_t pos;
+    memset(&pos, 0, sizeof pos);
+    bool done = false;
+    for (int i = 0; i < 1000 && !done; i++)
+        cr_assert_eq(hf_store_export(store, "itest", &eo, &pos, s_full_cb, &f, NULL, &done),
+                     HF_OK);
+    hf_store_close(&store);
+    cr_assert_eq(f.disorder, 0);
+    cr_assert_eq(f.bad_value, 0);
+    cr_assert_eq(f.events, events, "events are never dropped");
+    cr_assert_eq(f.gap_count, dropped, "every drop is announced: %" PRIu64 " vs %" PRIu64,
+                 f.gap_count, dropped);
+    cr_assert_eq(f.data_n + dropped, samples, "stored + announced drops = all samples");
+    cr_assert_eq(f.alarms_raised, 1, "the drop raised one alarm");
+    cr_assert_eq(f.alarms_cleared, 1, "and it cleared once the backlog drained");
+    /* Every missing data seq lies inside an announced gap range. */
+    uint64_t expect = 1;
+    for (uint64_t i = 0; i <= f.data_seqs_n; i++) {
+        uint64_t next = i < f.data_seqs_n ? f.data_seqs[i] : samples + 1;
+        for (uint64_t m = expect; m < next; m++) {
+            bool in = false;
+            for (uint64_t g = 0; g < f.gaps && !in; g++)
+                in = m >= f.gap_first[g] && m <= f.gap_last[g];
+            cr_assert(in, "seq %" PRIu64 " missing without an announced gap", m);
+        }
+        expect = next + 1;
+    }
+    free(f.data_seqs);
+    s_rmrf(root);
+    free(root);
+}
+
+Test(dispatcher, full_spool_decimates_announces_and_keeps_every_event, .timeout = 180)
+{
+    s_full_scenario(HF_FULL_DECIMATE, 400000);
+}
+
+Test(dispatcher, full_spool_drops_oldest_announces_and_keeps_every_event, .timeout = 180)
+{
+    s_full_scenario(HF_FULL_DROP_OLDEST, 400000);
 }

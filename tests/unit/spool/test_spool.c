@@ -814,3 +814,176 @@ Test(spool, sigkill_loses_no_reported_commit_relaxed, .timeout = 60)
 {
     s_crash_rounds(false);
 }
+
+/* ---- behaviour: full-spool drops ------------------------------------------ */
+
+typedef struct {
+    uint64_t seqs[65536]; /* data seqs still held, in order */
+    size_t n;
+} s_held_t;
+
+static hf_err_t
+s_hold_cb(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
+{
+    (void)rec;
+    (void)len;
+    s_held_t *h = arg;
+    if (h->n < 65536)
+        h->seqs[h->n] = seq;
+    h->n++;
+    return HF_OK;
+}
+
+Test(spool, decimate_keeps_every_second_and_announces_the_drop_atomically, .timeout = 10)
+{
+    hf_spool_t *sp = s_open(NULL);
+    s_append_samples(sp, 0, 1000);
+    hf_record_t ev;
+    s_event(&ev, 1);
+    cr_assert_eq(hf_spool_append(sp, &ev, 1), HF_OK);
+    hf_record_t gap;
+    memset(&gap, 0, sizeof gap);
+    gap.ts_ns = 123;
+    uint64_t dropped = 0;
+    /* One step thins the oldest quarter of the backlog. */
+    cr_assert_eq(hf_spool_drop(sp, HF_SPOOL_DROP_DECIMATE, &gap, &dropped), HF_OK);
+    cr_assert_eq(dropped, 125);
+    cr_assert_eq(gap.kind, HF_KIND_GAP);
+    cr_assert_eq(gap.lane, HF_LANE_CONTROL);
+    cr_assert_eq(gap.seq, 2, "gap record follows the event in the control lane");
+    cr_assert_eq(gap.u.gap.lane, HF_LANE_DATA);
+    cr_assert_eq(gap.u.gap.first, 1);
+    cr_assert_eq(gap.u.gap.last, 250);
+    cr_assert_eq(gap.u.gap.count, 125);
+    cr_assert_eq(gap.u.gap.reason, HF_SPOOL_DROP_DECIMATE);
+    cr_assert_eq(gap.ts_ns, 123);
+    cr_assert_eq(hf_spool_depth(sp, HF_LANE_DATA), 875);
+    cr_assert_eq(hf_spool_last_seq(sp, HF_LANE_DATA), 1000, "last seq unchanged: never reused");
+    cr_assert_eq(hf_spool_last_seq(sp, HF_LANE_CONTROL), 2);
+    hf_spool_close(&sp);
+
+    sp = s_open(NULL); /* the drop and its gap record were one durable commit */
+    cr_assert_eq(hf_spool_depth(sp, HF_LANE_DATA), 875);
+    static s_held_t h;
+    h.n = 0;
+    size_t n = 0;
+    cr_assert_eq(hf_spool_read(sp, HF_LANE_DATA, 1, SIZE_MAX, SIZE_MAX, s_hold_cb, &h, &n), HF_OK);
+    cr_assert_eq(h.n, 875);
+    for (size_t i = 0; i < 125; i++)
+        cr_assert_eq(h.seqs[i], 1 + 2 * i, "kept seq %zu is %" PRIu64, i, h.seqs[i]);
+    for (size_t i = 125; i < h.n; i++)
+        cr_assert_eq(h.seqs[i], 251 + (i - 125));
+    /* Reads from inside the thinned history, with limits, stay in order. */
+    h.n = 0;
+    cr_assert_eq(hf_spool_read(sp, HF_LANE_DATA, 248, 3, SIZE_MAX, s_hold_cb, &h, &n), HF_OK);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(h.seqs[0], 249);
+    cr_assert_eq(h.seqs[1], 251);
+    cr_assert_eq(h.seqs[2], 252);
+    /* Trim reaches into the thinned history too. */
+    cr_assert_eq(hf_spool_trim(sp, HF_LANE_DATA, 100), HF_OK);
+    cr_assert_eq(hf_spool_depth(sp, HF_LANE_DATA), 825);
+    s_seen_t s = {.decode = true, .lane = HF_LANE_CONTROL};
+    cr_assert_eq(s_read_all(sp, HF_LANE_CONTROL, 1, &s), 2);
+    hf_spool_close(&sp);
+}
+
+Test(spool, repeated_decimation_thins_everything_then_doubles_n, .timeout = 10)
+{
+    hf_spool_t *sp = s_open(NULL);
+    s_append_samples(sp, 0, 1024);
+    hf_record_t gap;
+    uint64_t dropped = 0, total = 0;
+    for (int i = 0; i < 200 && hf_spool_depth(sp, HF_LANE_DATA) > 300; i++) {
+        memset(&gap, 0, sizeof gap);
+        cr_assert_eq(hf_spool_drop(sp, HF_SPOOL_DROP_DECIMATE, &gap, &dropped), HF_OK);
+        cr_assert_gt(dropped, 0);
+        total += dropped;
+    }
+    uint64_t depth = hf_spool_depth(sp, HF_LANE_DATA);
+    cr_assert_eq(depth + total, 1024, "every record is either held or counted as dropped");
+    static s_held_t h;
+    h.n = 0;
+    size_t n = 0;
+    cr_assert_eq(hf_spool_read(sp, HF_LANE_DATA, 1, SIZE_MAX, SIZE_MAX, s_hold_cb, &h, &n), HF_OK);
+    cr_assert_eq(h.n, depth);
+    for (size_t i = 1; i < h.n; i++)
+        cr_assert_gt(h.seqs[i], h.seqs[i - 1], "order kept");
+    cr_assert_eq(h.seqs[h.n - 1], 1024, "the newest record survives");
+    cr_assert_eq(hf_spool_last_seq(sp, HF_LANE_DATA), 1024);
+    hf_spool_close(&sp);
+    sp = s_open(NULL);
+    cr_assert_eq(hf_spool_depth(sp, HF_LANE_DATA), depth);
+    hf_spool_close(&sp);
+}
+
+Test(spool, drop_oldest_removes_the_oldest_quarter, .timeout = 10)
+{
+    hf_spool_t *sp = s_open(NULL);
+    s_append_samples(sp, 0, 400);
+    cr_assert_eq(hf_spool_trim(sp, HF_LANE_DATA, 100), HF_OK);
+    hf_record_t gap;
+    memset(&gap, 0, sizeof gap);
+    uint64_t dropped = 0;
+    cr_assert_eq(hf_spool_drop(sp, HF_SPOOL_DROP_OLDEST, &gap, &dropped), HF_OK);
+    cr_assert_eq(dropped, 75);
+    cr_assert_eq(gap.u.gap.first, 101, "acked records are not the policy's business");
+    cr_assert_eq(gap.u.gap.last, 175);
+    cr_assert_eq(gap.u.gap.count, 75);
+    cr_assert_eq(gap.u.gap.reason, HF_SPOOL_DROP_OLDEST);
+    static s_held_t h;
+    h.n = 0;
+    size_t n = 0;
+    cr_assert_eq(hf_spool_read(sp, HF_LANE_DATA, 101, SIZE_MAX, SIZE_MAX, s_hold_cb, &h, &n),
+                 HF_OK);
+    cr_assert_eq(h.seqs[0], 176);
+    cr_assert_eq(h.n, 225);
+    hf_spool_close(&sp);
+}
+
+Test(spool, drop_never_touches_the_control_lane_and_needs_two_samples, .timeout = 10)
+{
+    hf_spool_t *sp = s_open(NULL);
+    hf_record_t ev[10];
+    for (int i = 0; i < 10; i++)
+        s_event(&ev[i], (uint32_t)i);
+    cr_assert_eq(hf_spool_append(sp, ev, 10), HF_OK);
+    s_append_samples(sp, 0, 1);
+    hf_record_t gap;
+    memset(&gap, 0, sizeof gap);
+    uint64_t dropped = 7;
+    cr_assert_eq(hf_spool_drop(sp, HF_SPOOL_DROP_DECIMATE, &gap, &dropped), HF_ENOTFOUND);
+    cr_assert_eq(dropped, 0);
+    cr_assert_eq(hf_spool_depth(sp, HF_LANE_CONTROL), 10);
+    cr_assert_eq(hf_spool_last_seq(sp, HF_LANE_CONTROL), 10);
+    cr_assert_eq(hf_spool_drop(sp, (hf_spool_drop_t)9, &gap, &dropped), HF_EINVAL);
+    hf_spool_close(&sp);
+}
+
+Test(spool, full_spool_makes_room_by_decimating, .timeout = 30)
+{
+    hf_spool_opts_t o = hf_spool_opts_default();
+    o.map_bytes = HF_SPOOL_MIN_MAP_BYTES;
+    o.max_bytes = HF_SPOOL_MIN_MAX_BYTES;
+    hf_spool_t *sp = s_open(&o);
+    uint32_t ch = 0;
+    cr_assert_eq(s_fill_until_full(sp, &ch), HF_EFULL);
+    uint64_t depth = hf_spool_depth(sp, HF_LANE_DATA);
+    hf_record_t gap;
+    memset(&gap, 0, sizeof gap);
+    uint64_t dropped = 0;
+    hf_record_t recs[200];
+    for (int i = 0; i < 200; i++)
+        s_sample(&recs[i], ch++);
+    hf_err_t rc = HF_EFULL;
+    uint64_t total = 0;
+    for (int attempt = 0; attempt < 16 && rc == HF_EFULL; attempt++) {
+        cr_assert_eq(hf_spool_drop(sp, HF_SPOOL_DROP_DECIMATE, &gap, &dropped), HF_OK);
+        total += dropped;
+        rc = hf_spool_append(sp, recs, 200);
+    }
+    cr_assert_eq(rc, HF_OK, "room after dropping %" PRIu64 " of %" PRIu64, total, depth);
+    cr_assert_lt(total, depth / 2, "room appears before half the backlog is gone");
+    cr_assert_leq(hf_spool_map_bytes(sp), o.max_bytes);
+    hf_spool_close(&sp);
+}

@@ -775,3 +775,67 @@ Test(store, map_grows_on_demand_then_reports_full_at_max)
     free(recs);
     hf_store_close(&st);
 }
+
+static void
+s_commit_gap(hf_store_t *st, const char *eng, uint64_t epoch, uint64_t cseq, uint64_t first,
+             uint64_t last, uint64_t count)
+{
+    hf_record_t g;
+    memset(&g, 0, sizeof g);
+    g.kind = HF_KIND_GAP;
+    g.lane = HF_LANE_CONTROL;
+    g.seq = cseq;
+    g.ts_ns = T0;
+    g.u.gap.lane = HF_LANE_DATA;
+    g.u.gap.first = first;
+    g.u.gap.last = last;
+    g.u.gap.count = count;
+    g.u.gap.reason = 1;
+    uint64_t acked = 0;
+    size_t dups = 0;
+    cr_assert_eq(hf_store_commit(st, eng, epoch, HF_LANE_CONTROL, &g, 1, T0, &acked, &dups),
+                 HF_OK);
+}
+
+Test(store, holes_announced_by_gap_records_are_accepted_others_refused)
+{
+    hf_store_t *st = s_open();
+    s_commit_range(st, "e", EPOCH_A, HF_LANE_DATA, 1, 1, 10);
+    hf_record_t recs[4];
+    s_fill(recs, HF_LANE_DATA, 1, 20, 23);
+    uint64_t acked = 0;
+    size_t dups = 0;
+    /* 11..19 missing, nothing announced: refused */
+    cr_assert_eq(hf_store_commit(st, "e", EPOCH_A, HF_LANE_DATA, recs, 4, T0, &acked, &dups),
+                 HF_EPROTO);
+    /* announced in two adjacent ranges (two decimation chunks): accepted */
+    s_commit_gap(st, "e", EPOCH_A, 1, 11, 15, 5);
+    cr_assert_eq(hf_store_commit(st, "e", EPOCH_A, HF_LANE_DATA, recs, 4, T0, &acked, &dups),
+                 HF_EPROTO, "16..19 still unannounced");
+    s_commit_gap(st, "e", EPOCH_A, 2, 14, 19, 4);
+    cr_assert_eq(hf_store_commit(st, "e", EPOCH_A, HF_LANE_DATA, recs, 4, T0, &acked, &dups),
+                 HF_OK);
+    cr_assert_eq(acked, 23);
+    /* decimated: every other seq inside an announced range */
+    s_commit_gap(st, "e", EPOCH_A, 3, 24, 33, 5);
+    hf_record_t thin[5];
+    for (int i = 0; i < 5; i++) {
+        s_fill(&thin[i], HF_LANE_DATA, 1, 24 + 2 * (uint64_t)i, 24 + 2 * (uint64_t)i);
+    }
+    cr_assert_eq(hf_store_commit(st, "e", EPOCH_A, HF_LANE_DATA, thin, 5, T0, &acked, &dups),
+                 HF_OK);
+    cr_assert_eq(acked, 32);
+    /* a gap announced for another epoch does not count */
+    s_commit_range(st, "e", EPOCH_B, HF_LANE_DATA, 1, 1, 3);
+    hf_record_t far[1];
+    s_fill(far, HF_LANE_DATA, 1, 13, 13);
+    cr_assert_eq(hf_store_commit(st, "e", EPOCH_B, HF_LANE_DATA, far, 1, T0, &acked, &dups),
+                 HF_EPROTO);
+    hf_store_close(&st);
+    st = s_open(); /* the announced ranges are durable */
+    hf_record_t next[1];
+    s_fill(next, HF_LANE_DATA, 1, 34, 34);
+    cr_assert_eq(hf_store_commit(st, "e", EPOCH_A, HF_LANE_DATA, next, 1, T0, &acked, &dups),
+                 HF_OK, "33 was inside the announced 24..33");
+    hf_store_close(&st);
+}
