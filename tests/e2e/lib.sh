@@ -216,10 +216,15 @@ e2e_expect_refusal() {
     fi
     pid=$!
     e2e_track "$pid"
-    if ! e2e_wait_exit "$pid" 20; then
-        kill -KILL "$pid" 2>/dev/null || true
-        e2e_wait_exit "$pid" 5 || true
-        why="still running after 20 s: it accepted the directory"
+    s_refusal_done() { e2e_dead "$pid" || grep -q "listening engines=" "$out"; }
+    e2e_wait_until 20 s_refusal_done || true
+    if e2e_alive "$pid"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        e2e_wait_exit "$pid" 10 || { kill -KILL "$pid" 2>/dev/null; e2e_wait_exit "$pid" 5; } || true
+        why="it accepted the directory (still running$(grep -q "listening engines=" "$out" &&
+            echo ", listening"))"
+    elif ! e2e_wait_exit "$pid" 1; then
+        why="cannot reap pid $pid"
     elif [ "$E2E_RC" -eq 0 ]; then
         why="exit status 0: it accepted the directory"
     elif [ "$E2E_RC" -ge 128 ]; then
