@@ -21,6 +21,7 @@
 
 #include "hf_channel.h"
 #include "hf_err.h"
+#include "hf_proto.h"
 #include "hf_record.h"
 
 #ifdef __cplusplus
@@ -80,6 +81,7 @@ typedef struct {
     uint64_t dropped;                       /* samples dropped by the full-spool policy */
     uint64_t gaps;                          /* gap records written          */
     uint64_t spool_bytes;                   /* bytes of the spool map in use */
+    hf_status_t backlog;                    /* backlog figures as last sent in STATUS */
     bool connected;                         /* link streaming now          */
 } hf_dispatcher_stats_t;
 

@@ -36,9 +36,10 @@ typedef enum {
     HF_FRAME_ACK = 4,     /* aggregator -> engine, cumulative per lane       */
     HF_FRAME_PING = 5,    /* either way                                      */
     HF_FRAME_PONG = 6,    /* reply to PING                                   */
+    HF_FRAME_STATUS = 7,  /* engine -> aggregator, backlog figures, each heartbeat */
 } hf_frame_type_t;
 
-const char *hf_frame_name(uint8_t type); /* "HELLO", ... or "?" */
+HF_EXPORT const char *hf_frame_name(uint8_t type); /* "HELLO", ... or "?" */
 
 typedef struct {
     char engine[HF_ENGINE_ID_MAX + 1]; /* NUL-terminated, hf_engine_id_valid  */
@@ -70,6 +71,17 @@ typedef struct {
     uint64_t nonce; /* echoed by PONG                                  */
 } hf_ping_t;
 
+/* The engine's backlog, as it sees it (docs/protocol.md, STATUS). */
+typedef struct {
+    uint64_t pending[HF_LANE_COUNT];       /* records in the spool, not acked     */
+    uint64_t oldest_age_ms[HF_LANE_COUNT]; /* age of the oldest pending record, ms */
+    uint64_t drain_per_s;                  /* records acked per second, recently  */
+    uint64_t eta_ms;                       /* time left to drain at that rate; 0 = none pending or unknown */
+    uint64_t dropped;                      /* samples dropped by the full-spool policy, total */
+    uint64_t spool_bytes;                  /* bytes of the spool in use           */
+    uint64_t spool_limit;                  /* bytes the spool may grow to         */
+} hf_status_t;
+
 typedef struct {
     uint8_t type;     /* hf_frame_type_t                                */
     uint16_t version; /* version field of the frame                     */
@@ -79,6 +91,7 @@ typedef struct {
         hf_batch_hdr_t batch;
         hf_ack_t ack;
         hf_ping_t ping; /* PING and PONG                               */
+        hf_status_t status;
     } u;
 } hf_frame_t;
 
@@ -105,6 +118,9 @@ HF_EXPORT hf_err_t hf_frame_encode_ping(const hf_ping_t *p, uint8_t *buf, size_t
                                         size_t *len);
 HF_EXPORT hf_err_t hf_frame_encode_pong(const hf_ping_t *p, uint8_t *buf, size_t cap,
                                         size_t *len);
+
+HF_EXPORT hf_err_t hf_frame_encode_status(const hf_status_t *st, uint8_t *buf, size_t cap,
+                                          size_t *len);
 
 /* A BATCH is built incrementally so that records already encoded (for
  * example read from the spool) are copied in verbatim:

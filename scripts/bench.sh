@@ -164,6 +164,10 @@ for k in raw_lmdb_records raw_zmq_samples offline_records e2e_records e2e_send_s
          parts_spool_read_per_s parts_spool_trim_per_s; do
     printf '  %-32s %s\n' "$k" "$(last "$k")"
 done
+for f in cpu io; do
+    [ -r /proc/pressure/$f ] &&
+        echo "  pressure_$f (avg60, other work slows every figure): $(head -1 /proc/pressure/$f)"
+done
 echo "  all runs: $(awk '$1 ~ /_per_s$/ && $1 !~ /^parts/ { printf "%s=%s ", $1, $2 }' "$results")"
 
 if [ -n "${BENCH_JSON:-}" ]; then

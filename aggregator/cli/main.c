@@ -335,6 +335,57 @@ s_runs_table(const msgpack_object *runs, FILE *out)
     s_table_print(&t, out);
 }
 
+/* Backlog figures the connected engines report (STATUS frames). */
+static void
+s_backlog_table(const msgpack_object *engs, FILE *out)
+{
+    s_table_t t;
+    memset(&t, 0, sizeof t);
+    t.ncols = 7;
+    const char *hdr[] = {"ENGINE", "PENDING (CONTROL/DATA)", "OLDEST", "DRAIN RATE", "ETA",
+                         "DROPPED", "SPOOL"};
+    s_table_row(&t, hdr);
+    for (uint32_t i = 0; engs && engs->type == MSGPACK_OBJECT_ARRAY && i < engs->via.array.size;
+         i++) {
+        const msgpack_object *e = &engs->via.array.ptr[i];
+        const msgpack_object *b = s_get(e, "backlog");
+        if (!b || b->type != MSGPACK_OBJECT_MAP)
+            continue;
+        char eng[HF_ENGINE_ID_MAX + 1], pend[48], oldest[32], rate[32], eta[32], drop[24],
+            spool[48];
+        s_str(e, "engine", eng, sizeof eng);
+        uint64_t p[2] = {0, 0}, age[2] = {0, 0};
+        const msgpack_object *pa = s_get(b, "pending"), *aa = s_get(b, "oldest_age_ms");
+        for (int l = 0; l < 2; l++) {
+            if (pa && pa->type == MSGPACK_OBJECT_ARRAY && pa->via.array.size == 2)
+                p[l] = pa->via.array.ptr[l].via.u64;
+            if (aa && aa->type == MSGPACK_OBJECT_ARRAY && aa->via.array.size == 2)
+                age[l] = aa->via.array.ptr[l].via.u64;
+        }
+        uint64_t oldest_ms = age[0] > age[1] ? age[0] : age[1];
+        snprintf(pend, sizeof pend, "%llu/%llu", (unsigned long long)p[0],
+                 (unsigned long long)p[1]);
+        snprintf(oldest, sizeof oldest, "%.1fs", oldest_ms / 1000.0);
+        snprintf(rate, sizeof rate, "%llu/s", (unsigned long long)s_u64(b, "drain_per_s"));
+        uint64_t eta_ms = s_u64(b, "eta_ms");
+        if (p[0] + p[1] == 0)
+            snprintf(eta, sizeof eta, "-");
+        else if (eta_ms == 0)
+            snprintf(eta, sizeof eta, "unknown");
+        else
+            snprintf(eta, sizeof eta, "%.1fs", eta_ms / 1000.0);
+        snprintf(drop, sizeof drop, "%llu", (unsigned long long)s_u64(b, "dropped"));
+        snprintf(spool, sizeof spool, "%.1f/%.1f MiB", s_u64(b, "spool_bytes") / 1048576.0,
+                 s_u64(b, "spool_limit") / 1048576.0);
+        const char *row[] = {eng, pend, oldest, rate, eta, drop, spool};
+        s_table_row(&t, row);
+    }
+    if (t.nrows > 1) {
+        fprintf(out, "\nBACKLOG (reported by connected engines)\n");
+        s_table_print(&t, out);
+    }
+}
+
 static int
 s_cmd_status(s_client_t *c, bool detailed)
 {
@@ -425,6 +476,8 @@ s_cmd_status(s_client_t *c, bool detailed)
     } else {
         s_table_print(&t, stdout);
     }
+    if (!detailed)
+        s_backlog_table(engs, stdout);
     if (!detailed) {
         printf("\nRUNS (most recent per engine)\n");
         s_runs_table(s_get(rep, "runs"), stdout);

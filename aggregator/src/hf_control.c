@@ -557,7 +557,7 @@ s_live_cmp(const void *a, const void *b)
 static void
 s_pack_engine(msgpack_packer *pk, const s_eng_t *st, const hf_live_t *lv)
 {
-    msgpack_pack_map(pk, 16);
+    msgpack_pack_map(pk, 17);
     s_kv_str(pk, "engine", st ? st->e.engine : lv->engine);
     s_kv_str(pk, "availability", hf_avail_name(lv ? lv->availability : HF_AVAIL_UNKNOWN));
     s_kv_u64(pk, "since_ns", lv ? lv->since_ns : 0);
@@ -588,6 +588,29 @@ s_pack_engine(msgpack_packer *pk, const s_eng_t *st, const hf_live_t *lv)
     s_kv_str(pk, "run_state", hf_run_state_name(rec_run ? st->run_state : hello_state));
     s_kv_u64(pk, "hello_run", hello_run);
     s_kv_str(pk, "hello_run_state", hf_run_state_name(hello_state));
+    s_pk_str(pk, "backlog");
+    if (lv && lv->has_backlog) {
+        const hf_status_t *b = &lv->backlog;
+        msgpack_pack_map(pk, 10);
+        s_pk_str(pk, "pending");
+        msgpack_pack_array(pk, HF_LANE_COUNT);
+        for (int i = 0; i < HF_LANE_COUNT; i++)
+            msgpack_pack_uint64(pk, b->pending[i]);
+        s_pk_str(pk, "oldest_age_ms");
+        msgpack_pack_array(pk, HF_LANE_COUNT);
+        for (int i = 0; i < HF_LANE_COUNT; i++)
+            msgpack_pack_uint64(pk, b->oldest_age_ms[i]);
+        s_kv_u64(pk, "drain_per_s", b->drain_per_s);
+        s_kv_u64(pk, "eta_ms", b->eta_ms);
+        s_kv_u64(pk, "dropped", b->dropped);
+        s_kv_u64(pk, "spool_bytes", b->spool_bytes);
+        s_kv_u64(pk, "spool_limit", b->spool_limit);
+        s_kv_u64(pk, "reported_ms_ago", lv->backlog_age_ms);
+        s_kv_u64(pk, "pending_total", b->pending[0] + b->pending[1]);
+        s_kv_bool(pk, "draining", b->pending[0] + b->pending[1] > 0);
+    } else {
+        msgpack_pack_nil(pk);
+    }
 }
 
 /* Writes the "engines" array (store ∪ live, by name). Returns the store

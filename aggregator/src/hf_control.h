@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "hf_err.h"
+#include "hf_proto.h"
 #include "hf_record.h"
 #include "hf_store.h"
 
@@ -42,6 +43,9 @@ typedef struct {
     char reason[48];                   /* why (e.g. "watchdog", "disconnected")      */
     uint64_t epoch;                    /* engine's current epoch (0 = unknown)       */
     uint64_t connected_ms;             /* time connected in this session, ms         */
+    uint8_t has_backlog;               /* the engine sent STATUS on this connection  */
+    hf_status_t backlog;               /* its last STATUS                            */
+    uint64_t backlog_age_ms;           /* how old that STATUS is, ms                 */
 } hf_live_t;
 
 /* Handle one control request (req[0..len), bytes as received) and write the

@@ -334,6 +334,7 @@ s_on_engine_frame(hf_aggregator_t *self, const char *rid, const uint8_t *buf, si
         break;
     }
     case HF_FRAME_PONG: break;
+    case HF_FRAME_STATUS: hf_session_status(s, &f.u.status, now); break;
     default: s_refuse(self, rid, "frame type not allowed from an engine", HF_EPROTO); break;
     }
 }
@@ -393,6 +394,7 @@ s_drain_engines(hf_aggregator_t *self)
 static size_t
 s_fill_live(hf_aggregator_t *self)
 {
+    hf_ms_t now = hf_clock_mono_ms();
     for (uint32_t i = 0; i < self->nsessions; i++) {
         const hf_session_t *s = &self->sessions[i];
         hf_live_t *l = &self->live[i];
@@ -402,7 +404,12 @@ s_fill_live(hf_aggregator_t *self)
         l->since_ns = s->since_ns;
         snprintf(l->reason, sizeof l->reason, "%s", s->reason);
         l->epoch = s->epoch;
-        l->connected_ms = s->connected_at;
+        l->connected_ms = s->avail == HF_AVAIL_AVAILABLE ? now - s->connected_at : 0;
+        if (s->backlog_at && s->avail == HF_AVAIL_AVAILABLE) {
+            l->has_backlog = 1;
+            l->backlog = s->backlog;
+            l->backlog_age_ms = now - s->backlog_at;
+        }
     }
     return self->nsessions;
 }

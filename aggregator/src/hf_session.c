@@ -65,6 +65,13 @@ hf_session_committed(hf_session_t *s, uint8_t lane, uint64_t acked, hf_ack_t *a)
 }
 
 void
+hf_session_status(hf_session_t *s, const hf_status_t *st, hf_ms_t now)
+{
+    s->backlog = *st;
+    s->backlog_at = now;
+}
+
+void
 hf_session_resync(const hf_session_t *s, hf_welcome_t *w)
 {
     memset(w, 0, sizeof *w);

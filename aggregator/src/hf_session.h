@@ -40,6 +40,8 @@ typedef struct {
     uint64_t run;                      /* engine's run as of its HELLO         */
     uint8_t run_state;                 /* hf_run_state_t as of its HELLO       */
     uint64_t hellos;                   /* connections accepted                 */
+    hf_status_t backlog;               /* engine's last STATUS                 */
+    hf_ms_t backlog_at;                /* ms: when it arrived (0 = never)      */
 } hf_session_t;
 
 void hf_session_init(hf_session_t *s, const char *engine);
@@ -53,6 +55,8 @@ hf_err_t hf_session_hello(hf_session_t *s, const hf_hello_t *h, const uint64_t a
 void hf_session_seen(hf_session_t *s, hf_ms_t now);
 /* The store committed lane up to acked: fills the ACK to send. */
 void hf_session_committed(hf_session_t *s, uint8_t lane, uint64_t acked, hf_ack_t *a);
+/* The engine reported its backlog (STATUS). */
+void hf_session_status(hf_session_t *s, const hf_status_t *st, hf_ms_t now);
 /* Fill a WELCOME that resyncs the engine to the session's cursor. */
 void hf_session_resync(const hf_session_t *s, hf_welcome_t *w);
 /* Time passed. true when the session just became unavailable. */

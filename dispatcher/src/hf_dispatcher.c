@@ -86,6 +86,9 @@ struct hf_dispatcher_s {
     hf_ms_t commit_retry_at; /* ms: after a failed commit, retry no earlier  */
     bool alarm_raised;       /* "spool full, samples dropped" is raised      */
     hf_ms_t drop_logged_at;  /* ms: last drop summary logged (rate limit)    */
+    hf_ms_t status_at;       /* ms: backlog figures last computed            */
+    uint64_t rate_acked;     /* acked records (both lanes) at status_at      */
+    double drain_per_s;      /* records/s, smoothed                          */
     bool unsynced;           /* relaxed mode: commits since last sync       */
 };
 
@@ -907,6 +910,65 @@ s_on_socket(hf_dispatcher_t *self, hf_ms_t now)
     }
 }
 
+typedef struct {
+    uint64_t ts_ns; /* wall clock of the record read */
+} s_first_t;
+
+static hf_err_t
+s_first_cb(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
+{
+    (void)seq;
+    s_first_t *f = arg;
+    hf_record_t r;
+    size_t used = 0;
+    if (hf_record_decode(rec, len, &r, &used) == HF_OK)
+        f->ts_ns = r.ts_ns;
+    return HF_OK;
+}
+
+/* Backlog in sight: pending records, the age of the oldest, the drain
+ * rate and the time left, for the STATUS frame and hf_dispatcher_stats. */
+static void
+s_update_status(hf_dispatcher_t *self, hf_ms_t now)
+{
+    if (self->status_at && now - self->status_at < self->opts.heartbeat_ms / 2)
+        return;
+    hf_status_t st;
+    memset(&st, 0, sizeof st);
+    uint64_t wall = hf_clock_wall_ns();
+    uint64_t acked_total = 0;
+    for (int l = 0; l < HF_LANE_COUNT; l++) {
+        st.pending[l] = hf_spool_depth(self->spool, (hf_lane_t)l);
+        acked_total += hf_spool_acked(self->spool, (hf_lane_t)l);
+        if (st.pending[l] > 0) {
+            s_first_t f = {0};
+            size_t n = 0;
+            hf_spool_read(self->spool, (hf_lane_t)l, hf_spool_acked(self->spool, (hf_lane_t)l) + 1,
+                          1, HF_PROTO_MAX_RECORD, s_first_cb, &f, &n);
+            if (n == 1 && f.ts_ns && f.ts_ns < wall)
+                st.oldest_age_ms[l] = (wall - f.ts_ns) / 1000000ull;
+        }
+    }
+    if (self->status_at && now > self->status_at) {
+        double inst = (double)(acked_total - self->rate_acked) * 1000.0 /
+                      (double)(now - self->status_at);
+        self->drain_per_s = self->drain_per_s == 0 ? inst : 0.5 * self->drain_per_s + 0.5 * inst;
+    }
+    self->status_at = now;
+    self->rate_acked = acked_total;
+    st.drain_per_s = (uint64_t)self->drain_per_s;
+    uint64_t pending = st.pending[0] + st.pending[1];
+    if (pending > 0 && st.drain_per_s > 0)
+        st.eta_ms = pending * 1000ull / st.drain_per_s;
+    pthread_mutex_lock(&self->mu);
+    st.dropped = self->stats.dropped;
+    self->stats.backlog = st;
+    pthread_mutex_unlock(&self->mu);
+    st.spool_bytes = hf_spool_used_bytes(self->spool);
+    st.spool_limit = hf_spool_limit_bytes(self->spool);
+    hf_link_set_status(self->link, &st);
+}
+
 static void *
 s_worker(void *arg)
 {
@@ -929,6 +991,7 @@ s_worker(void *arg)
             break;
         if (!self->sock && now >= self->reconnect_at)
             s_make_socket(self);
+        s_update_status(self, now);
         hf_link_on_timer(self->link, now);
         s_run_actions(self, now);
 

@@ -49,6 +49,8 @@ struct hf_link_s {
     hf_ms_t last_tx;      /* ms: last frame sent                         */
     hf_ms_t hello_at;     /* ms: HELLO queued                            */
     uint64_t ping_nonce;
+    hf_status_t status;   /* latest backlog figures from the shell        */
+    hf_ms_t status_at;    /* ms: last STATUS queued                      */
     s_lane_t lane[HF_LANE_COUNT];
     s_action_t queue[S_QUEUE];
     uint32_t q_head, q_count;
@@ -279,6 +281,7 @@ hf_link_on_frame(hf_link_t *self, const uint8_t *buf, size_t len, hf_ms_t now)
         }
         self->state = HF_LINK_STREAMING;
         if (first) {
+            self->status_at = now - self->opts.heartbeat_ms; /* first STATUS right away */
             s_action_t *a = s_push(self, HF_LINK_ACT_STREAMING);
             if (a)
                 a->seq = w->version;
@@ -286,8 +289,12 @@ hf_link_on_frame(hf_link_t *self, const uint8_t *buf, size_t len, hf_ms_t now)
         break;
     }
     case HF_FRAME_ACK: {
-        if (self->state != HF_LINK_STREAMING)
-            return s_fail(self);
+        /* In HELLO_SENT an ACK can only be a stale reply: the aggregator
+         * may answer a batch of the old connection on the new one (ROUTER
+         * handover attaches the new pipe under the same id). Ignoring it
+         * trims nothing; WELCOME brings the cursor. */
+        if (self->state == HF_LINK_HELLO_SENT)
+            break;
         s_lane_t *ln = &self->lane[f.u.ack.lane];
         if (f.u.ack.seq > ln->sent) {
             /* An ack for something not sent on this connection: a stale
@@ -338,6 +345,19 @@ hf_link_on_timer(hf_link_t *self, hf_ms_t now)
             s_go_down(self, "batch not acknowledged in time");
             return;
         }
+    }
+    if (now - self->status_at >= self->opts.heartbeat_ms) {
+        /* Backlog figures go out on a timer of their own: under load no
+         * PING is due, and that is when the backlog matters most. */
+        s_action_t *a = s_push(self, HF_LINK_ACT_SEND);
+        if (!a)
+            return;
+        if (hf_frame_encode_status(&self->status, a->frame, sizeof a->frame, &a->len) != HF_OK) {
+            self->state = HF_LINK_FAILED;
+            return;
+        }
+        self->status_at = now;
+        self->last_tx = now;
     }
     if (now - self->last_tx >= self->opts.heartbeat_ms) {
         s_action_t *a = s_push(self, HF_LINK_ACT_SEND);
@@ -422,6 +442,8 @@ hf_link_deadline(const hf_link_t *self)
     case HF_LINK_HELLO_SENT: return self->hello_at + self->opts.peer_timeout_ms;
     case HF_LINK_STREAMING: {
         hf_ms_t d = self->last_tx + self->opts.heartbeat_ms;
+        if (self->status_at + self->opts.heartbeat_ms < d)
+            d = self->status_at + self->opts.heartbeat_ms;
         hf_ms_t w = self->last_rx + self->opts.peer_timeout_ms;
         if (w < d)
             d = w;
@@ -469,6 +491,13 @@ uint16_t
 hf_link_version(const hf_link_t *self)
 {
     return self->version;
+}
+
+void
+hf_link_set_status(hf_link_t *self, const hf_status_t *st)
+{
+    assert(self && st);
+    self->status = *st;
 }
 
 void

@@ -94,6 +94,10 @@ void hf_link_committed(hf_link_t *self, uint8_t lane, uint64_t seq);
  * SEND_BATCH action's seq). count 0 = nothing could be read (no-op). */
 void hf_link_batch_sent(hf_link_t *self, uint8_t lane, uint64_t last_seq, hf_ms_t now);
 
+/* The engine's backlog figures; sent to the aggregator in a STATUS frame
+ * every heartbeat_ms while streaming (copied). */
+void hf_link_set_status(hf_link_t *self, const hf_status_t *st);
+
 /* Next action, or false when there is none now. */
 bool hf_link_next_action(hf_link_t *self, hf_link_action_t *out);
 /* When hf_link_on_timer wants to be called next (HF_MS_NEVER if never). */

@@ -64,6 +64,7 @@ static const uint8_t s_record_fields[] = {
 #define S_BATCH_FIELDS 4
 #define S_ACK_FIELDS 4
 #define S_PING_FIELDS 3
+#define S_STATUS_FIELDS 12
 
 /* BATCH header as the writer lays it out: fixarray(4), version, type, lane,
  * then an array32 marker and its 4-byte big-endian count. */
@@ -390,6 +391,8 @@ hf_frame_name(uint8_t type)
         return "PING";
     case HF_FRAME_PONG:
         return "PONG";
+    case HF_FRAME_STATUS:
+        return "STATUS";
     default:
         return "?";
     }
@@ -493,6 +496,25 @@ hf_err_t
 hf_frame_encode_pong(const hf_ping_t *p, uint8_t *buf, size_t cap, size_t *len)
 {
     return s_encode_ping(HF_FRAME_PONG, p, buf, cap, len);
+}
+
+hf_err_t
+hf_frame_encode_status(const hf_status_t *st, uint8_t *buf, size_t cap, size_t *len)
+{
+    assert(st && len);
+    s_out_t o;
+    msgpack_packer pk;
+    s_out_init(&o, &pk, buf, cap);
+    s_pack_head(&pk, S_STATUS_FIELDS, HF_FRAME_STATUS);
+    const uint64_t v[] = {st->pending[0],       st->pending[1], st->oldest_age_ms[0],
+                          st->oldest_age_ms[1], st->drain_per_s, st->eta_ms,
+                          st->dropped,          st->spool_bytes, st->spool_limit,
+                          0};
+    _Static_assert(sizeof v / sizeof v[0] == S_STATUS_FIELDS - 2, "STATUS field count");
+    for (size_t i = 0; i + 1 < sizeof v / sizeof v[0]; i++)
+        msgpack_pack_uint64(&pk, v[i]);
+    msgpack_pack_nil(&pk); /* reserved for a later version */
+    return s_out_finish(&o, len);
 }
 
 /* ---- BATCH writer ------------------------------------------------------- */
@@ -679,6 +701,18 @@ hf_frame_decode(const uint8_t *buf, size_t len, hf_frame_t *out, hf_record_t *re
     case HF_FRAME_PONG:
         rc = n == S_PING_FIELDS && !hf_mpread_uint(&rd, &out->u.ping.nonce) ? HF_OK : HF_EPROTO;
         break;
+    case HF_FRAME_STATUS: {
+        hf_status_t *st = &out->u.status;
+        uint64_t *v[] = {&st->pending[0],       &st->pending[1], &st->oldest_age_ms[0],
+                         &st->oldest_age_ms[1], &st->drain_per_s, &st->eta_ms,
+                         &st->dropped,          &st->spool_bytes, &st->spool_limit};
+        rc = n == S_STATUS_FIELDS ? HF_OK : HF_EPROTO;
+        for (size_t i = 0; rc == HF_OK && i < sizeof v / sizeof v[0]; i++)
+            rc = hf_mpread_uint(&rd, v[i]) ? HF_EPROTO : HF_OK;
+        if (rc == HF_OK && hf_mpread_nil(&rd))
+            rc = HF_EPROTO;
+        break;
+    }
     default:
         rc = HF_EPROTO;
         break;

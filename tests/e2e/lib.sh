@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib.sh - shared helpers for the end-to-end tests (sourced, not run).
 #
 # Each test script sources this file, calls e2e_init NAME, and then starts

@@ -8,8 +8,9 @@
 #                 far below the spool's own bound. Needs root and loop
 #                 devices; skipped (with the reason) otherwise. Default flags.
 #   bound-block, bound-decimate, bound-drop-oldest
-#                 --spool-max-bytes "${HF_E2E_SPOOL_BOUND:-1048576}" --full-policy P: the spool's own
-#                 bound. Run only if holdfast-engine --help lists both flags
+#                 --spool-max-bytes B --full-policy P: the spool's own bound,
+#                 B = HF_E2E_SPOOL_BOUND, default 1048576 (the smallest the
+#                 flag accepts). Run only if holdfast-engine --help lists both flags
 #                 (the full-spool policies of the dispatcher issue).
 # If no case can run, the test exits 77 (SKIP_RETURN_CODE in CMake).
 #
@@ -20,7 +21,7 @@
 #      the dispatcher reported the full disk. Printed: CPU and log lines the
 #      engine spent while full.
 #   2. The aggregator comes back on the same endpoints. Asserted: the engine
-#      drains and exits 0 with its run completed, without flooding its log
+#      drains within 30 s and exits 0 with its run completed, without flooding its log
 #      (> 64 MiB is a failure); the export holds per lane exactly
 #      1..committed, each once, no content duplicate, missing seqs only
 #      inside ranges announced by gap records; samples stored + dropped ==
@@ -40,7 +41,7 @@
 # used when present (absent: taken as 0).
 #
 # Environment: HF_E2E_CASES (space-separated subset of the cases above),
-# HF_BIN, HF_E2E_KEEP (see lib.sh).
+# HF_E2E_SPOOL_BOUND (bytes, bound cases), HF_BIN, HF_E2E_KEEP (see lib.sh).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -162,7 +163,7 @@ s_case() {
     e2e_agg_start "$E2E_DIR/store" "$E2E_DIR/aggregator.log" "$engines_ep" "$control_ep"
     local t1 wrc=0
     t1=$(date +%s%N)
-    e2e_wait_exit_log "$eng" 60 "$d/engine.log" "$S_LOG_MAX" || wrc=$?
+    e2e_wait_exit_log "$eng" 30 "$d/engine.log" "$S_LOG_MAX" || wrc=$?
     local drained=0 summary=
     case $wrc in
     0)
@@ -175,7 +176,7 @@ s_case() {
             say "case $name: engine exit status $E2E_RC after the aggregator returned"; ok=0
         fi
         ;;
-    1) say "case $name: engine STUCK: not done 60 s after the aggregator returned"; ok=0 ;;
+    1) say "case $name: engine STUCK: not done 30 s after the aggregator returned"; ok=0 ;;
     2) say "case $name: engine log FLOOD (> $S_LOG_MAX bytes) after the aggregator returned"; ok=0 ;;
     esac
     if [ $drained -eq 0 ]; then

@@ -1044,6 +1044,7 @@ s_agg_frame(hf_sim_t *self, s_conn_t *c, const uint8_t *buf, size_t len)
         break;
     }
     case HF_FRAME_PONG: break;
+    case HF_FRAME_STATUS: hf_session_status(&g->sess, &f.u.status, self->now); break;
     default: s_fail(self, "engine sent frame type %" PRIu64 " (not allowed)", f.type, 0, 0); break;
     }
 }

@@ -447,16 +447,12 @@ Test(sim, router_reply_race_on_new_connection_loses_nothing, .timeout = 60)
     cr_assert_gt(raced, 0, "no run showed the race: the scenario proves nothing");
 }
 
-/* KNOWN ISSUE (disabled so the suite stays green; see docs/testing.md):
- * an ACK that reaches a link in HELLO_SENT (a reply to a batch of the
- * previous connection, routed to the new pipe by ROUTER_HANDOVER) makes
- * hf_link_on_frame fail the link (FAILED, "protocol violation by the
- * aggregator"): the dispatcher logs an ERROR, resets and reconnects with a
- * doubled backoff. Nothing is lost, but a correct peer is called broken
- * and the link flaps. Proposed fix in hf_link.c: in HELLO_SENT, ignore ACK
- * (and PONG) instead of s_fail, since only WELCOME can start the session
- * and a stale ACK carries a seq the store did commit. */
-Test(sim, stale_ack_before_welcome_does_not_fail_the_link, .timeout = 60, .disabled = true)
+/* Regression (found by this suite): an ACK that reaches a link in
+ * HELLO_SENT (a reply to a batch of the previous connection, routed to the
+ * new pipe by ROUTER_HANDOVER) used to fail the link as a protocol
+ * violation, so a correct aggregator was called broken and the link
+ * flapped. hf_link.c now ignores an ACK in HELLO_SENT. */
+Test(sim, stale_ack_before_welcome_does_not_fail_the_link, .timeout = 60)
 {
     uint64_t failed = 0;
     uint64_t raced = s_race_runs(40, &failed);

@@ -122,7 +122,8 @@ Test(frames, frame_names, .timeout = 10)
     cr_assert_str_eq(hf_frame_name(HF_FRAME_PING), "PING");
     cr_assert_str_eq(hf_frame_name(HF_FRAME_PONG), "PONG");
     cr_assert_str_eq(hf_frame_name(0), "?");
-    cr_assert_str_eq(hf_frame_name(7), "?");
+    cr_assert_str_eq(hf_frame_name(7), "STATUS");
+    cr_assert_str_eq(hf_frame_name(8), "?");
 }
 
 Test(frames, hello_round_trips, .timeout = 10)
@@ -825,6 +826,9 @@ s_check_decoded(const hf_frame_t *f, const hf_record_t *recs)
     case HF_FRAME_PONG:
         cr_assert_eq(hf_frame_encode_ping(&f->u.ping, out, sizeof out, &len), HF_OK);
         break;
+    case HF_FRAME_STATUS:
+        cr_assert_eq(hf_frame_encode_status(&f->u.status, out, sizeof out, &len), HF_OK);
+        break;
     case HF_FRAME_BATCH: {
         cr_assert(f->u.batch.count <= S_RECS);
         hf_batch_writer_t w;
@@ -942,4 +946,26 @@ Test(frames, random_bytes_never_crash, .timeout = 60)
             cr_assert(used <= len);
         free(p);
     }
+}
+
+Test(frames, status_round_trips_and_refuses_malformed, .timeout = 10)
+{
+    hf_status_t st = {.pending = {3, 4000000},
+                      .oldest_age_ms = {12, 3600000},
+                      .drain_per_s = 1500000,
+                      .eta_ms = 2666,
+                      .dropped = 77,
+                      .spool_bytes = 1u << 30,
+                      .spool_limit = UINT64_MAX};
+    uint8_t buf[256];
+    size_t len = 0;
+    cr_assert_eq(hf_frame_encode_status(&st, buf, sizeof buf, &len), HF_OK);
+    hf_frame_t f;
+    cr_assert_eq(hf_frame_decode(buf, len, &f, NULL, 0), HF_OK);
+    cr_assert_eq(f.type, HF_FRAME_STATUS);
+    cr_assert(memcmp(&f.u.status, &st, sizeof st) == 0);
+    for (size_t cut = 0; cut < len; cut++)
+        cr_assert_eq(hf_frame_decode(buf, cut, &f, NULL, 0), HF_EPROTO, "cut at %zu", cut);
+    uint8_t small[8];
+    cr_assert_eq(hf_frame_encode_status(&st, small, sizeof small, &len), HF_EFULL);
 }
