@@ -157,7 +157,7 @@ printf '%-32s %14s %-9s %-30s %s\n' hwsim_max_rate_hz "-" Hz "(not built yet)" "
 echo
 echo "details (not floors):"
 for k in raw_lmdb_records raw_zmq_samples offline_records e2e_records e2e_send_s e2e_total_s \
-         latency_records latency_p50_ms latency_p999_ms latency_max_ms latency_late_ticks \
+         latency_records latency_p50_ms latency_commit_p50_ms latency_commit_p99_ms latency_p999_ms latency_max_ms latency_late_ticks \
          backlog_records backlog_buffer_s reconnect_after_start_ms drain_after_reconnect_s \
          control_lane_after_start_ms engine_peak_rss_buffering_mib engine_peak_rss_anon_mib \
          engine_peak_rss_file_mib engine_hwm_reset parts_store_commit_per_s \

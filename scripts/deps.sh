@@ -2,7 +2,8 @@
 # Install the Debian packages Holdfast builds with, if any is missing.
 # Idempotent; prints nothing when everything is already there.
 set -euo pipefail
-pkgs=(gcc make cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev liblmdb-dev libcriterion-dev)
+pkgs=(gcc make cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev liblmdb-dev libcriterion-dev
+      lmdb-utils)
 missing=()
 for p in "${pkgs[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -553,7 +553,24 @@ hf_store_open(const char *dir, const hf_store_opts_t *opts, hf_err_t *err)
     if (dead > 0)
         hf_log_warn("store", "stale readers cleared dir=%s count=%d", dir, dead);
     MDB_envinfo info;
+    MDB_stat est;
     mdb_env_info(self->env, &info);
+    if (mdb_env_stat(self->env, &est) == MDB_SUCCESS) {
+        /* A data file shorter than the pages its meta page claims (cut
+         * short by a copy, a full disk, a bad restore) would SIGBUS on
+         * the first read of a missing page: refuse it here. */
+        char path[4096];
+        struct stat sb;
+        size_t need = ((size_t)info.me_last_pgno + 1) * est.ms_psize;
+        snprintf(path, sizeof path, "%s/data.mdb", dir);
+        if (stat(path, &sb) == 0 && (size_t)sb.st_size < need) {
+            hf_log_error("store", "open dir=%s: data.mdb is %lld bytes but its meta needs "
+                                  "%zu: truncated; refusing it, left untouched err=HF_ECORRUPT",
+                         dir, (long long)sb.st_size, need);
+            rc = HF_ECORRUPT;
+            goto fail;
+        }
+    }
     self->map_bytes = info.me_mapsize;
     if (self->map_bytes > self->max_bytes)
         self->max_bytes = self->map_bytes; /* the file is already that big */

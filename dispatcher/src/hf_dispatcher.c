@@ -68,7 +68,11 @@ struct hf_dispatcher_s {
     /* ---- worker only ---- */
     pthread_t thread;
     bool thread_started;
-    hf_record_t *work;       /* staging buffer being committed              */
+    hf_record_t *work;       /* the group being committed (commit_max)       */
+    uint32_t work_n;         /* records in work; > 0 after a failed commit  */
+    bool spool_failed;       /* the spool went unusable: reopen it          */
+    hf_ms_t reopen_at;       /* ms: next attempt to reopen the spool        */
+    char *spool_dir;         /* owned copy, for reopening                   */
     hf_spool_t *spool;
     hf_link_t *link;
     void *zctx;
@@ -195,7 +199,8 @@ hf_dispatcher_open(const hf_dispatcher_opts_t *opts, hf_err_t *err)
     snprintf(self->endpoint, sizeof self->endpoint, "%s", opts->endpoint);
     self->opts.engine_id = self->engine;
     self->opts.endpoint = self->endpoint;
-    self->opts.spool_dir = NULL; /* not kept: only open needs it */
+    self->spool_dir = strdup(opts->spool_dir);
+    self->opts.spool_dir = self->spool_dir;
     {
         /* One group must stay a small part of the spool (about 1%, at ~40
          * bytes a record), or the headroom kept for the full-spool policy
@@ -222,7 +227,7 @@ hf_dispatcher_open(const hf_dispatcher_opts_t *opts, hf_err_t *err)
     self->fill = calloc(opts->staging_max, sizeof(hf_record_t));
     self->work = calloc(opts->staging_max, sizeof(hf_record_t));
     self->batch_buf = malloc(S_BATCH_BYTES);
-    if (!self->fill || !self->work || !self->batch_buf) {
+    if (!self->fill || !self->work || !self->batch_buf || !self->spool_dir) {
         rc = HF_ENOMEM;
         goto fail;
     }
@@ -375,6 +380,7 @@ hf_dispatcher_close(hf_dispatcher_t **self_p)
     hf_spool_close(&self->spool);
     if (self->wake_fd >= 0)
         close(self->wake_fd);
+    free(self->spool_dir);
     free(self->fill);
     free(self->work);
     free(self->batch_buf);
@@ -582,58 +588,67 @@ static bool
 s_commit_due(hf_dispatcher_t *self, hf_ms_t now, bool force)
 {
     pthread_mutex_lock(&self->mu);
-    uint32_t n = self->fill_count;
-    if (n == 0) {
-        pthread_mutex_unlock(&self->mu);
-        return false;
+    uint32_t n = self->work_n;
+    if (n > 0) {
+        /* A group whose commit failed waits in `work`, ahead of what
+         * arrived since (in `fill`, where the producer blocks once it is
+         * full): order is kept, nothing is dropped. */
+        if (!force && now < self->commit_retry_at) {
+            pthread_mutex_unlock(&self->mu);
+            return false; /* don't spin on a full or failing disk */
+        }
+    } else {
+        n = self->fill_count;
+        if (n == 0) {
+            pthread_mutex_unlock(&self->mu);
+            return false;
+        }
+        if (self->first_staged_ms == 0)
+            self->first_staged_ms = now;
+        bool due = force || self->stopping || self->flush_req > 0 ||
+                   n >= self->opts.commit_max ||
+                   now - self->first_staged_ms >= self->opts.commit_window_ms;
+        if (!due) {
+            pthread_mutex_unlock(&self->mu);
+            return false;
+        }
+        if (n > self->opts.commit_max)
+            n = self->opts.commit_max; /* a group is bounded; the rest waits */
+        memcpy(self->work, self->fill, n * sizeof(hf_record_t));
+        memmove(self->fill, self->fill + n, (self->fill_count - n) * sizeof(hf_record_t));
+        self->fill_count -= n;
+        self->work_n = n;
+        if (self->fill_count == 0)
+            self->flush_req = 0;
+        pthread_cond_broadcast(&self->cond); /* room in staging */
     }
-    if (self->first_staged_ms == 0)
-        self->first_staged_ms = now;
-    bool due = force || self->stopping || self->flush_req > 0 || n >= self->opts.commit_max ||
-               now - self->first_staged_ms >= self->opts.commit_window_ms;
-    if (!force && now < self->commit_retry_at)
-        due = false; /* the last commit failed: don't spin on a full disk */
-    if (!due) {
-        pthread_mutex_unlock(&self->mu);
-        return false;
-    }
-    hf_record_t *t = self->fill;
-    self->fill = self->work;
-    self->work = t;
-    self->fill_count = 0;
-    self->flush_req = 0;
     pthread_mutex_unlock(&self->mu);
 
+    if (!self->spool) {
+        pthread_mutex_lock(&self->mu);
+        self->commit_retry_at = now + 1000;
+        pthread_mutex_unlock(&self->mu);
+        return false; /* being reopened after a failure */
+    }
     if (self->opts.full_policy != HF_FULL_BLOCK)
         s_keep_headroom(self, &n);
     hf_err_t rc = hf_spool_append(self->spool, self->work, n);
     if (rc == HF_EFULL && self->opts.full_policy != HF_FULL_BLOCK)
         rc = s_make_room(self, &n);
     pthread_mutex_lock(&self->mu);
+    self->work_n = n; /* s_drop_step may have added the alarm */
     if (rc != HF_OK) {
-        /* Nothing was committed: put the group back in front of what
-         * arrived meanwhile, and retry later. The producer blocks once
-         * staging is full; nothing is dropped. */
-        uint32_t later = self->fill_count;
-        if (n + later <= self->opts.staging_max) {
-            memmove(self->work + n, self->fill, later * sizeof(hf_record_t));
-            hf_record_t *u = self->fill;
-            self->fill = self->work;
-            self->work = u;
-            self->fill_count = n + later;
-        } else {
-            /* cannot happen: staging never holds more than staging_max */
-            assert(0);
-        }
         if (self->commit_err != rc)
             hf_log_error(S_LOG, "spool commit failed err=%s records=%u: will retry",
                          hf_errname(rc), n);
         self->commit_err = rc;
-        self->flush_req = 1;
-        self->commit_retry_at = now + 50;
+        self->commit_retry_at = now + (rc == HF_EFULL ? 50 : 1000);
         pthread_mutex_unlock(&self->mu);
+        if (rc == HF_ESTATE)
+            self->spool_failed = true; /* the worker reopens it */
         return false;
     }
+    self->work_n = 0;
     if (self->commit_err != HF_OK)
         hf_log_info(S_LOG, "spool commit recovered");
     self->commit_err = HF_OK;
@@ -768,10 +783,16 @@ s_send_batch(hf_dispatcher_t *self, const hf_link_action_t *a, hf_ms_t now)
         return;
     }
     if ((rc != HF_OK && rc != HF_EFULL) || f.last == 0) {
-        if (rc != HF_OK)
+        hf_link_batch_sent(self->link, a->lane, 0, now);
+        if (rc != HF_OK) {
+            /* Never retry at once: back off through a reconnect, and
+             * reopen a spool that went unusable. */
             hf_log_error(S_LOG, "spool read lane=%s from=%" PRIu64 " err=%s",
                          hf_lane_name(a->lane), a->seq, hf_errname(rc));
-        hf_link_batch_sent(self->link, a->lane, 0, now);
+            if (rc == HF_ESTATE)
+                self->spool_failed = true;
+            s_drop_socket(self, now, "spool read failed");
+        }
         return;
     }
     size_t len = 0;
@@ -807,9 +828,14 @@ s_run_actions(hf_dispatcher_t *self, hf_ms_t now)
             break;
         case HF_LINK_ACT_TRIM: {
             hf_err_t rc = hf_spool_trim(self->spool, (hf_lane_t)a.lane, a.seq);
-            if (rc != HF_OK)
+            if (rc != HF_OK) {
+                /* Not fatal for delivery: the records stay, the next ACK
+                 * or WELCOME trims them. */
                 hf_log_error(S_LOG, "spool trim lane=%s upto=%" PRIu64 " err=%s",
                              hf_lane_name(a.lane), a.seq, hf_errname(rc));
+                if (rc == HF_ESTATE)
+                    self->spool_failed = true;
+            }
             pthread_mutex_lock(&self->mu);
             self->stats.acked[a.lane] = hf_spool_acked(self->spool, (hf_lane_t)a.lane);
             self->stats.pending[a.lane] = hf_spool_depth(self->spool, (hf_lane_t)a.lane);
@@ -969,6 +995,39 @@ s_update_status(hf_dispatcher_t *self, hf_ms_t now)
     hf_link_set_status(self->link, &st);
 }
 
+/* The spool went unusable (an I/O error during a commit, a failed sync):
+ * what it committed before is intact on disk, so close it and open it
+ * again, with a pause between attempts. The connection is dropped so that
+ * HELLO/WELCOME resynchronise the link with the reopened spool. */
+static void
+s_reopen_spool(hf_dispatcher_t *self, hf_ms_t now)
+{
+    if (self->spool && !self->spool_failed)
+        return;
+    if (now < self->reopen_at)
+        return;
+    if (self->sock)
+        s_drop_socket(self, now, "spool being reopened");
+    hf_spool_close(&self->spool);
+    hf_spool_opts_t so = hf_spool_opts_default();
+    so.max_bytes = self->opts.spool_max_bytes;
+    if (so.map_bytes > so.max_bytes)
+        so.map_bytes = so.max_bytes;
+    so.durable = self->opts.durable;
+    hf_err_t rc = HF_OK;
+    self->spool = hf_spool_open(self->spool_dir, &so, &rc);
+    if (!self->spool) {
+        hf_log_error(S_LOG, "spool reopen dir=%s failed err=%s: retrying in 2 s",
+                     self->spool_dir, hf_errname(rc));
+        self->reopen_at = now + 2000;
+        return;
+    }
+    self->spool_failed = false;
+    for (int l = 0; l < HF_LANE_COUNT; l++)
+        hf_link_committed(self->link, (uint8_t)l, hf_spool_last_seq(self->spool, (hf_lane_t)l));
+    hf_log_info(S_LOG, "spool reopened dir=%s", self->spool_dir);
+}
+
 static void *
 s_worker(void *arg)
 {
@@ -978,8 +1037,10 @@ s_worker(void *arg)
         pthread_mutex_lock(&self->mu);
         bool stopping = self->stopping;
         pthread_mutex_unlock(&self->mu);
+        if (self->spool_failed || !self->spool)
+            s_reopen_spool(self, now);
         s_commit_due(self, now, stopping);
-        if (self->unsynced && (stopping || now - self->last_sync >= 1000)) {
+        if (self->unsynced && self->spool && (stopping || now - self->last_sync >= 1000)) {
             /* relaxed mode: bound what an OS crash can take (decision 0001) */
             hf_err_t src = hf_spool_sync(self->spool);
             if (src != HF_OK)
@@ -989,6 +1050,11 @@ s_worker(void *arg)
         }
         if (stopping)
             break;
+        if (!self->spool) {
+            /* nothing to send from until the spool is back */
+            hf_sleep_until_ns(hf_clock_mono_ns() + 50000000ull);
+            continue;
+        }
         if (!self->sock && now >= self->reconnect_at)
             s_make_socket(self);
         s_update_status(self, now);

@@ -45,6 +45,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <lmdb.h>
 #include <stdio.h>
@@ -95,6 +96,7 @@ static size_t s_round_up(size_t v, size_t to);
 static int s_meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t v);
 static hf_err_t s_fail(hf_spool_t *self, const char *what, int mrc);
 static hf_err_t s_grow(hf_spool_t *self, size_t limit);
+static hf_err_t s_reserve_disk(hf_spool_t *self, size_t bytes);
 static hf_err_t s_set_map(hf_spool_t *self, size_t bytes);
 static void s_read_drop(hf_spool_t *self);
 static hf_err_t s_touch(hf_spool_t *self, bool *grew);
@@ -221,10 +223,27 @@ hf_spool_open(const char *dir, const hf_spool_opts_t *opts, hf_err_t *err)
     self->map_bytes = info.me_mapsize;
     if (self->map_bytes > self->hard_limit)
         self->hard_limit = self->map_bytes;
+    {
+        /* A data file shorter than the pages its meta page claims (cut
+         * short by a copy, a full disk, a bad restore) would SIGBUS on
+         * the first read of a missing page: refuse it here. */
+        char path[4096];
+        struct stat sb;
+        size_t need = ((size_t)info.me_last_pgno + 1) * self->psize;
+        snprintf(path, sizeof path, "%s/data.mdb", dir);
+        if (stat(path, &sb) == 0 && (size_t)sb.st_size < need) {
+            hf_log_error(S_LOG, "open dir=%s: data.mdb is %lld bytes but its meta needs %zu: "
+                                "truncated; refusing it, left untouched err=HF_ECORRUPT",
+                         dir, (long long)sb.st_size, need);
+            rc = HF_ECORRUPT;
+            goto fail;
+        }
+    }
 
     rc = s_load(self, &created);
     if (rc != HF_OK)
         goto fail;
+    (void)s_reserve_disk(self, self->map_bytes); /* best effort: logged if the disk is short */
 
     hf_log_info(S_LOG,
                 "open dir=%s %s epoch=%016" PRIx64 " durable=%d map_bytes=%zu max_bytes=%zu "
@@ -945,6 +964,24 @@ s_set_map(hf_spool_t *self, size_t bytes)
     return HF_OK;
 }
 
+/* Reserve the disk blocks of the whole map up front, so that a full disk
+ * shows up here, as "cannot grow" (HF_EFULL: the full-spool policy
+ * applies), and never as a failed write in the middle of a commit, which
+ * LMDB reports as EIO and which would leave the spool unusable. */
+static hf_err_t
+s_reserve_disk(hf_spool_t *self, size_t bytes)
+{
+    int fd = -1;
+    if (mdb_env_get_fd(self->env, &fd) != MDB_SUCCESS || fd < 0)
+        return HF_OK;
+    int e = posix_fallocate(fd, 0, (off_t)bytes);
+    if (e == 0 || e == EOPNOTSUPP || e == EINVAL)
+        return HF_OK; /* done, or a filesystem that can't: LMDB writes as usual */
+    hf_log_warn(S_LOG, "dir=%s cannot reserve %zu bytes on disk: %s: spool full", self->dir,
+                bytes, strerror(e));
+    return HF_EFULL;
+}
+
 static hf_err_t
 s_grow(hf_spool_t *self, size_t limit)
 {
@@ -953,6 +990,8 @@ s_grow(hf_spool_t *self, size_t limit)
     size_t next = self->map_bytes > limit / 2 ? limit : self->map_bytes * 2;
     next = next / self->psize * self->psize;
     if (next <= self->map_bytes)
+        return HF_EFULL;
+    if (s_reserve_disk(self, next) != HF_OK)
         return HF_EFULL;
     size_t old = self->map_bytes;
     hf_err_t rc = s_set_map(self, next);

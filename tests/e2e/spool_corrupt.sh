@@ -15,7 +15,7 @@
 #   other-version   a real spool whose meta version is 2  (mdb_dump/mdb_load)
 #   a-store         an aggregator store directory given as the spool
 #   truncated-head  a real spool's data.mdb cut to its first 3 pages
-#   truncated-half  a real spool's data.mdb cut to half its size
+#   truncated-half  a real spool's data.mdb cut to half the pages it uses
 # The mdb_load cases are skipped (and said so) without lmdb-utils.
 #
 # Environment: HF_BIN, HF_E2E_KEEP (see lib.sh).
@@ -29,7 +29,17 @@ command -v mdb_load >/dev/null && command -v mdb_dump >/dev/null || have_lmdb_ut
 e2e_make_spool "$E2E_DIR/real-spool"
 e2e_make_store "$E2E_DIR/real-store"
 psize=4096
-size=$(stat -c %s "$E2E_DIR/real-spool/data.mdb")
+# The spool reserves its whole map on disk (fallocate), so the file is
+# larger than what it uses: take the pages in use from LMDB's meta pages
+# (last_pgno at offset 136 of each meta page, txnid at 144; the newer wins).
+meta_u64() { od -An -t u8 -j "$2" -N 8 "$1" | tr -d ' '; }
+f=$E2E_DIR/real-spool/data.mdb
+if [ "$(meta_u64 "$f" 144)" -ge "$(meta_u64 "$f" $((psize + 144)))" ]; then
+    last_pgno=$(meta_u64 "$f" 136)
+else
+    last_pgno=$(meta_u64 "$f" $((psize + 136)))
+fi
+size=$(( (last_pgno + 1) * psize ))
 say "a real spool: data.mdb $size bytes; a real store"
 
 failed=()
