@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,7 @@ struct hf_dispatcher_s {
     hf_err_t commit_err;     /* last commit failure, HF_OK when healthy     */
     hf_dispatcher_stats_t stats;
     bool stopping;
+    volatile sig_atomic_t interrupted; /* hf_dispatcher_interrupt was called */
     int wake_fd;             /* eventfd: producer -> worker                 */
 
     /* ---- worker only ---- */
@@ -339,7 +341,15 @@ hf_dispatcher_drain(hf_dispatcher_t *self, uint32_t timeout_ms)
     hf_err_t rc = HF_OK;
     pthread_mutex_lock(&self->mu);
     while (!s_drained(self)) {
-        if (pthread_cond_timedwait(&self->cond, &self->mu, &dl) == ETIMEDOUT) {
+        if (self->interrupted) {
+            rc = HF_ECLOSED;
+            break;
+        }
+        struct timespec slice = s_abs_deadline(100);
+        if (slice.tv_sec > dl.tv_sec || (slice.tv_sec == dl.tv_sec && slice.tv_nsec > dl.tv_nsec))
+            slice = dl;
+        if (pthread_cond_timedwait(&self->cond, &self->mu, &slice) == ETIMEDOUT &&
+            hf_clock_mono_ns() >= (uint64_t)dl.tv_sec * 1000000000ull + (uint64_t)dl.tv_nsec) {
             rc = s_drained(self) ? HF_OK : HF_ETIMEDOUT;
             break;
         }
@@ -392,6 +402,26 @@ hf_dispatcher_close(hf_dispatcher_t **self_p)
 
 /* ---- the channel face (producer thread) --------------------------- */
 
+/* Wait on cond for at most 100 ms: blocked producers re-check the
+ * interrupt flag, which a signal handler may set without the mutex. */
+static void
+s_wait_slice(hf_dispatcher_t *self)
+{
+    struct timespec dl = s_abs_deadline(100);
+    pthread_cond_timedwait(&self->cond, &self->mu, &dl);
+}
+
+void
+hf_dispatcher_interrupt(hf_dispatcher_t *self)
+{
+    if (!self)
+        return;
+    self->interrupted = 1;
+    uint64_t one = 1;
+    ssize_t n = write(self->wake_fd, &one, sizeof one); /* async-signal-safe */
+    (void)n;
+}
+
 static hf_err_t
 s_send(void *impl, const hf_record_t *rec)
 {
@@ -399,9 +429,9 @@ s_send(void *impl, const hf_record_t *rec)
     if (!rec || rec->kind < HF_KIND_SAMPLE || rec->kind > HF_KIND_GAP)
         return HF_EINVAL;
     pthread_mutex_lock(&self->mu);
-    while (self->fill_count == self->opts.staging_max && !self->stopping)
-        pthread_cond_wait(&self->cond, &self->mu);
-    if (self->stopping) {
+    while (self->fill_count == self->opts.staging_max && !self->stopping && !self->interrupted)
+        s_wait_slice(self);
+    if (self->stopping || (self->interrupted && self->fill_count == self->opts.staging_max)) {
         pthread_mutex_unlock(&self->mu);
         return HF_ECLOSED;
     }
@@ -429,10 +459,10 @@ s_flush(void *impl)
         pthread_mutex_unlock(&self->mu);
         s_wake(self);
         pthread_mutex_lock(&self->mu);
-        while (self->committed_total < target && !self->stopping)
-            pthread_cond_wait(&self->cond, &self->mu);
+        while (self->committed_total < target && !self->stopping && !self->interrupted)
+            s_wait_slice(self);
         if (self->committed_total < target)
-            rc = self->commit_err != HF_OK ? self->commit_err : HF_ECLOSED;
+            rc = self->commit_err != HF_OK && !self->interrupted ? self->commit_err : HF_ECLOSED;
     }
     pthread_mutex_unlock(&self->mu);
     return rc;

@@ -49,12 +49,17 @@ typedef struct {
 } s_args_t;
 
 static volatile sig_atomic_t s_stop = 0;
+/* Set once the dispatcher is open, before signals are unblocked: the
+ * handler unblocks a producer waiting on a full spool or a dead link. */
+static hf_dispatcher_t *volatile s_disp = NULL;
 
 static void
 s_on_signal(int sig)
 {
     (void)sig;
     s_stop = 1;
+    if (s_disp)
+        hf_dispatcher_interrupt(s_disp); /* async-signal-safe */
 }
 
 static void
@@ -300,6 +305,7 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &block, &old);
     setenv("ZSYS_SIGHANDLER", "false", 1);
     disp = hf_dispatcher_open(&dopts, &rc);
+    s_disp = disp;
     s_install_signals();
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!disp) {
@@ -351,7 +357,10 @@ main(int argc, char **argv)
         hf_log_error("engine", "run=%" PRIu64 " send_errors=%" PRIu64, run_id, cnt.send_errors);
 
     rc = hf_channel_flush(ch);
-    if (rc != HF_OK) {
+    if (rc == HF_ECLOSED && s_stop) {
+        hf_log_warn("engine", "flush interrupted by a signal: what was committed stays in the "
+                              "spool");
+    } else if (rc != HF_OK) {
         hf_log_error("engine", "flush err=%s", hf_errname(rc));
         exit_code = 1;
     }
@@ -359,7 +368,9 @@ main(int argc, char **argv)
     if (state == HF_RUN_ABORTED && drain_ms > S_ABORT_DRAIN_MS)
         drain_ms = S_ABORT_DRAIN_MS;
     rc = hf_dispatcher_drain(disp, drain_ms);
-    if (rc == HF_ETIMEDOUT) {
+    if (rc == HF_ECLOSED && s_stop) {
+        hf_log_warn("engine", "drain interrupted by a signal: unacked records stay in the spool");
+    } else if (rc == HF_ETIMEDOUT) {
         hf_log_warn("engine", "drain timed out after %u ms: unacked records stay in the spool",
                     drain_ms);
         /* after a signal the operator asked us to stop: a partial drain is expected */
@@ -388,6 +399,7 @@ main(int argc, char **argv)
         exit_code = 1;
 
 close:
+    s_disp = NULL;
     hf_dispatcher_close(&disp);
 done:
     hf_run_destroy(&run);
