@@ -53,8 +53,10 @@ typedef struct {
     bool durable;            /* fsync every group commit (default true)        */
     uint32_t commit_window_ms;  /* group-commit window, default 5 ms           */
     uint32_t commit_max;        /* records per group commit, default 8192      */
-    uint32_t staging_max;       /* records held in memory before commit, default 65536 */
-    uint32_t batch_max;         /* records per BATCH frame, default 4096       */
+    uint32_t staging_max;       /* records held in memory before commit, default 16384;
+                                   lowered for small spools (a group stays ~1% of it) */
+    uint32_t batch_max;         /* records per BATCH frame, default HF_PROTO_MAX_BATCH:
+                                   frames are as large as the committed backlog allows */
     uint32_t window;            /* BATCH frames in flight per lane, default 8  */
     uint32_t heartbeat_ms;      /* PING interval when idle, default 1000 ms    */
     uint32_t peer_timeout_ms;   /* no frame for this long: reconnect, default 3000 ms */

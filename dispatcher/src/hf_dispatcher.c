@@ -93,6 +93,8 @@ struct hf_dispatcher_s {
     bool alarm_raised;       /* "spool full, samples dropped" is raised      */
     hf_ms_t drop_logged_at;  /* ms: last drop summary logged (rate limit)    */
     hf_ms_t status_at;       /* ms: backlog figures last computed            */
+    uint64_t trim_to[HF_LANE_COUNT]; /* acked by the peer, to trim up to     */
+    hf_ms_t trim_at;         /* ms: last trim                               */
     uint64_t rate_acked;     /* acked records (both lanes) at status_at      */
     double drain_per_s;      /* records/s, smoothed                          */
     bool unsynced;           /* relaxed mode: commits since last sync       */
@@ -134,7 +136,7 @@ hf_dispatcher_opts_default(void)
     o.commit_window_ms = 5;
     o.commit_max = 8192;
     o.staging_max = 16384;
-    o.batch_max = 4096;
+    o.batch_max = HF_PROTO_MAX_BATCH; /* frames grow with the backlog */
     o.window = 8;
     o.heartbeat_ms = 1000;
     o.peer_timeout_ms = 3000;
@@ -210,10 +212,12 @@ hf_dispatcher_open(const hf_dispatcher_opts_t *opts, hf_err_t *err)
         size_t cap = opts->spool_max_bytes / 100 / 40;
         if (cap < 64)
             cap = 64;
-        if (self->opts.commit_max > cap) {
-            hf_log_info(S_LOG, "commit_max=%u lowered to %zu for a %zu-byte spool",
-                        self->opts.commit_max, cap, opts->spool_max_bytes);
-            self->opts.commit_max = (uint32_t)cap;
+        if (self->opts.staging_max > cap) {
+            hf_log_info(S_LOG, "staging_max=%u lowered to %zu for a %zu-byte spool",
+                        self->opts.staging_max, cap, opts->spool_max_bytes);
+            self->opts.staging_max = (uint32_t)cap;
+            if (self->opts.commit_max > cap)
+                self->opts.commit_max = (uint32_t)cap;
         }
     }
     self->channel.ops = &s_channel_ops;
@@ -226,8 +230,9 @@ hf_dispatcher_open(const hf_dispatcher_opts_t *opts, hf_err_t *err)
     pthread_cond_init(&self->cond, &ca);
     pthread_condattr_destroy(&ca);
 
-    self->fill = calloc(opts->staging_max, sizeof(hf_record_t));
-    self->work = calloc(opts->staging_max, sizeof(hf_record_t));
+    /* +1: room for the "spool full" alarm the policy adds to a full group */
+    self->fill = calloc((size_t)opts->staging_max + 1, sizeof(hf_record_t));
+    self->work = calloc((size_t)opts->staging_max + 1, sizeof(hf_record_t));
     self->batch_buf = malloc(S_BATCH_BYTES);
     if (!self->fill || !self->work || !self->batch_buf || !self->spool_dir) {
         rc = HF_ENOMEM;
@@ -526,7 +531,7 @@ s_drop_step(hf_dispatcher_t *self, uint32_t *n)
                     gap.u.gap.first, gap.u.gap.last, gap.seq);
         self->drop_logged_at = now;
     }
-    if (!self->alarm_raised && *n < self->opts.staging_max) {
+    if (!self->alarm_raised && *n <= self->opts.staging_max) {
         hf_record_t *a = &self->work[(*n)++];
         memset(a, 0, sizeof *a);
         a->kind = HF_KIND_ALARM;
@@ -595,8 +600,9 @@ s_make_room(hf_dispatcher_t *self, uint32_t *n)
 static void
 s_maybe_clear_alarm_locked(hf_dispatcher_t *self)
 {
-    if (!self->alarm_raised || hf_spool_depth(self->spool, HF_LANE_DATA) > 0 ||
-        self->fill_count >= self->opts.staging_max)
+    if (!self->alarm_raised || !self->spool ||
+        self->trim_to[HF_LANE_DATA] < hf_spool_last_seq(self->spool, HF_LANE_DATA) ||
+        self->fill_count >= self->opts.staging_max + 1)
         return;
     hf_record_t *a = &self->fill[self->fill_count++];
     memset(a, 0, sizeof *a);
@@ -642,14 +648,15 @@ s_commit_due(hf_dispatcher_t *self, hf_ms_t now, bool force)
             pthread_mutex_unlock(&self->mu);
             return false;
         }
-        if (n > self->opts.commit_max)
-            n = self->opts.commit_max; /* a group is bounded; the rest waits */
-        memcpy(self->work, self->fill, n * sizeof(hf_record_t));
-        memmove(self->fill, self->fill + n, (self->fill_count - n) * sizeof(hf_record_t));
-        self->fill_count -= n;
+        /* The whole staging buffer becomes the group (swap, no copy):
+         * under load groups grow up to staging_max, which is what makes
+         * the spool faster, not slower, when it falls behind. */
+        hf_record_t *t = self->fill;
+        self->fill = self->work;
+        self->work = t;
+        self->fill_count = 0;
         self->work_n = n;
-        if (self->fill_count == 0)
-            self->flush_req = 0;
+        self->flush_req = 0;
         pthread_cond_broadcast(&self->cond); /* room in staging */
     }
     pthread_mutex_unlock(&self->mu);
@@ -837,6 +844,49 @@ s_send_batch(hf_dispatcher_t *self, const hf_link_action_t *a, hf_ms_t now)
                  hf_lane_name(a->lane), a->seq, f.last, len);
 }
 
+/* Trim what the peer acknowledged: every 100 ms, at once when the spool
+ * is past half its bound (room matters more than fsyncs then), and when
+ * forced (closing). Until then the records stay; a crash before the trim
+ * only means they are resent and the aggregator skips them as duplicates. */
+static void
+s_trim_due(hf_dispatcher_t *self, hf_ms_t now, bool force)
+{
+    if (!self->spool)
+        return;
+    bool due = force || now - self->trim_at >= 100 ||
+               hf_spool_used_bytes(self->spool) > hf_spool_limit_bytes(self->spool) / 2;
+    if (!due)
+        return;
+    bool trimmed = false;
+    for (int l = 0; l < HF_LANE_COUNT; l++) {
+        uint64_t to = self->trim_to[l];
+        if (to > hf_spool_last_seq(self->spool, (hf_lane_t)l))
+            to = hf_spool_last_seq(self->spool, (hf_lane_t)l);
+        if (to <= hf_spool_acked(self->spool, (hf_lane_t)l))
+            continue;
+        hf_err_t rc = hf_spool_trim(self->spool, (hf_lane_t)l, to);
+        if (rc != HF_OK) {
+            /* Not fatal for delivery: the records stay, a later trim takes them. */
+            hf_log_error(S_LOG, "spool trim lane=%s upto=%" PRIu64 " err=%s", hf_lane_name(l),
+                         to, hf_errname(rc));
+            if (rc == HF_ESTATE)
+                self->spool_failed = true;
+            continue;
+        }
+        trimmed = true;
+    }
+    self->trim_at = now;
+    if (!trimmed)
+        return;
+    pthread_mutex_lock(&self->mu);
+    for (int l = 0; l < HF_LANE_COUNT; l++)
+        self->stats.pending[l] = hf_spool_depth(self->spool, (hf_lane_t)l);
+    self->stats.spool_bytes = hf_spool_used_bytes(self->spool);
+    s_maybe_clear_alarm_locked(self);
+    pthread_cond_broadcast(&self->cond);
+    pthread_mutex_unlock(&self->mu);
+}
+
 static void
 s_run_actions(hf_dispatcher_t *self, hf_ms_t now)
 {
@@ -856,25 +906,19 @@ s_run_actions(hf_dispatcher_t *self, hf_ms_t now)
             }
             s_send_batch(self, &a, now);
             break;
-        case HF_LINK_ACT_TRIM: {
-            hf_err_t rc = hf_spool_trim(self->spool, (hf_lane_t)a.lane, a.seq);
-            if (rc != HF_OK) {
-                /* Not fatal for delivery: the records stay, the next ACK
-                 * or WELCOME trims them. */
-                hf_log_error(S_LOG, "spool trim lane=%s upto=%" PRIu64 " err=%s",
-                             hf_lane_name(a.lane), a.seq, hf_errname(rc));
-                if (rc == HF_ESTATE)
-                    self->spool_failed = true;
-            }
+        case HF_LINK_ACT_TRIM:
+            /* The peer committed up to a.seq. The spool is trimmed lazily
+             * (s_trim_due): a trim is a durable write of its own, and one
+             * per ACK would put an fsync in the way of every next commit. */
+            if (a.seq > self->trim_to[a.lane])
+                self->trim_to[a.lane] = a.seq;
             pthread_mutex_lock(&self->mu);
-            self->stats.acked[a.lane] = hf_spool_acked(self->spool, (hf_lane_t)a.lane);
-            self->stats.pending[a.lane] = hf_spool_depth(self->spool, (hf_lane_t)a.lane);
-            self->stats.spool_bytes = hf_spool_used_bytes(self->spool);
-            s_maybe_clear_alarm_locked(self);
+            if (a.seq > self->stats.acked[a.lane])
+                self->stats.acked[a.lane] = a.seq;
+            s_maybe_clear_alarm_locked(self); /* before a drain can see "all acked" */
             pthread_cond_broadcast(&self->cond);
             pthread_mutex_unlock(&self->mu);
             break;
-        }
         case HF_LINK_ACT_RECONNECT: s_drop_socket(self, now, a.reason); break;
         case HF_LINK_ACT_STREAMING:
             self->backoff_ms = 100;
@@ -995,12 +1039,21 @@ s_update_status(hf_dispatcher_t *self, hf_ms_t now)
     uint64_t acked_total = 0;
     for (int l = 0; l < HF_LANE_COUNT; l++) {
         st.pending[l] = hf_spool_depth(self->spool, (hf_lane_t)l);
-        acked_total += hf_spool_acked(self->spool, (hf_lane_t)l);
+        uint64_t untrimmed = self->trim_to[l] > hf_spool_acked(self->spool, (hf_lane_t)l)
+                                 ? self->trim_to[l] - hf_spool_acked(self->spool, (hf_lane_t)l)
+                                 : 0;
+        st.pending[l] = st.pending[l] > untrimmed ? st.pending[l] - untrimmed : 0;
+        acked_total += self->trim_to[l] > hf_spool_acked(self->spool, (hf_lane_t)l)
+                           ? self->trim_to[l]
+                           : hf_spool_acked(self->spool, (hf_lane_t)l);
         if (st.pending[l] > 0) {
             s_first_t f = {0};
             size_t n = 0;
-            hf_spool_read(self->spool, (hf_lane_t)l, hf_spool_acked(self->spool, (hf_lane_t)l) + 1,
-                          1, HF_PROTO_MAX_RECORD, s_first_cb, &f, &n);
+            uint64_t from = hf_spool_acked(self->spool, (hf_lane_t)l);
+            if (self->trim_to[l] > from)
+                from = self->trim_to[l];
+            hf_spool_read(self->spool, (hf_lane_t)l, from + 1, 1, HF_PROTO_MAX_RECORD,
+                          s_first_cb, &f, &n);
             if (n == 1 && f.ts_ns && f.ts_ns < wall)
                 st.oldest_age_ms[l] = (wall - f.ts_ns) / 1000000ull;
         }
@@ -1070,6 +1123,7 @@ s_worker(void *arg)
         if (self->spool_failed || !self->spool)
             s_reopen_spool(self, now);
         s_commit_due(self, now, stopping);
+        s_trim_due(self, now, stopping);
         if (self->unsynced && self->spool && (stopping || now - self->last_sync >= 1000)) {
             /* relaxed mode: bound what an OS crash can take (decision 0001) */
             hf_err_t src = hf_spool_sync(self->spool);

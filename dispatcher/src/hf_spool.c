@@ -52,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -82,6 +83,8 @@ struct hf_spool_s {
     uint64_t acked[HF_LANE_COUNT];        /* last trimmed seq                   */
     uint64_t depth[HF_LANE_COUNT];        /* records held                       */
     bool reuse_pending;                   /* a trim freed pages not yet reusable */
+    uintptr_t map_lo, map_hi;             /* our data.mdb mapping (0 = unknown)  */
+    size_t read_since_advise;             /* bytes read since the last madvise  */
     bool broken;                          /* sticky failure, see invariants     */
 };
 
@@ -97,6 +100,9 @@ static int s_meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t v
 static hf_err_t s_fail(hf_spool_t *self, const char *what, int mrc);
 static hf_err_t s_grow(hf_spool_t *self, size_t limit);
 static hf_err_t s_reserve_disk(hf_spool_t *self, size_t bytes);
+static void s_find_map(hf_spool_t *self);
+static void s_fit_disk(hf_spool_t *self);
+static void s_release_read_pages(hf_spool_t *self, size_t bytes);
 static hf_err_t s_set_map(hf_spool_t *self, size_t bytes);
 static void s_read_drop(hf_spool_t *self);
 static hf_err_t s_touch(hf_spool_t *self, bool *grew);
@@ -243,7 +249,9 @@ hf_spool_open(const char *dir, const hf_spool_opts_t *opts, hf_err_t *err)
     rc = s_load(self, &created);
     if (rc != HF_OK)
         goto fail;
-    (void)s_reserve_disk(self, self->map_bytes); /* best effort: logged if the disk is short */
+    if (s_reserve_disk(self, self->map_bytes) != HF_OK)
+        s_fit_disk(self);
+    s_find_map(self);
 
     hf_log_info(S_LOG,
                 "open dir=%s %s epoch=%016" PRIx64 " durable=%d map_bytes=%zu max_bytes=%zu "
@@ -466,6 +474,7 @@ hf_spool_read(hf_spool_t *self, hf_lane_t lane, uint64_t from, size_t max_n, siz
         rc = s_fail(self, "read: cursor get", mrc);
     /* Release the snapshot now: a held snapshot would pin freed pages. */
     mdb_txn_reset(self->rtxn);
+    s_release_read_pages(self, bytes);
     if (n_out)
         *n_out = n;
     return rc;
@@ -961,6 +970,7 @@ s_set_map(hf_spool_t *self, size_t bytes)
         return HF_ESTORE;
     }
     self->map_bytes = info.me_mapsize;
+    s_find_map(self);
     return HF_OK;
 }
 
@@ -980,6 +990,87 @@ s_reserve_disk(hf_spool_t *self, size_t bytes)
     hf_log_warn(S_LOG, "dir=%s cannot reserve %zu bytes on disk: %s: spool full", self->dir,
                 bytes, strerror(e));
     return HF_EFULL;
+}
+
+/* Where LMDB mapped data.mdb (it does not say unless MDB_FIXEDMAP): the
+ * line of /proc/self/maps naming our file. */
+static void
+s_find_map(hf_spool_t *self)
+{
+    self->map_lo = self->map_hi = 0;
+    char want[4096], path[4200];
+    snprintf(path, sizeof path, "%s/data.mdb", self->dir);
+    if (!realpath(path, want))
+        return;
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return;
+    char line[4608];
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char *slash = strchr(line, '/');
+        if (!slash || sscanf(line, "%lx-%lx", &lo, &hi) != 2)
+            continue;
+        slash[strcspn(slash, "\n")] = 0;
+        if (strcmp(slash, want) == 0) {
+            if (!self->map_lo || lo < self->map_lo)
+                self->map_lo = lo;
+            if (hi > self->map_hi)
+                self->map_hi = hi;
+        }
+    }
+    fclose(f);
+}
+
+/* Reading a large backlog touches every page of the read-only map, and
+ * touched pages count as the process's memory: a 500 MB drain would show
+ * 500 MB of RSS. The pages are the page cache's anyway, so every few MiB
+ * read they are unmapped from us (the next access maps them again). */
+static void
+s_release_read_pages(hf_spool_t *self, size_t bytes)
+{
+    self->read_since_advise += bytes;
+    if (self->read_since_advise < ((size_t)8 << 20) || !self->map_lo)
+        return;
+    self->read_since_advise = 0;
+    (void)madvise((void *)self->map_lo, self->map_hi - self->map_lo, MADV_DONTNEED);
+}
+
+/* The disk cannot hold the map: bound the spool by what it can hold, so
+ * that LMDB never writes past what is reserved (a write that fails for
+ * space inside a commit is reported as EIO and makes the spool unusable;
+ * a bound is handled by the full-spool policy). The new bound is the
+ * largest size, between the file as it is and the map, that could be
+ * reserved; a quarter of it is kept for trims and drops. */
+static void
+s_fit_disk(hf_spool_t *self)
+{
+    int fd = -1;
+    struct stat sb;
+    if (mdb_env_get_fd(self->env, &fd) != MDB_SUCCESS || fd < 0 || fstat(fd, &sb) != 0)
+        return;
+    size_t have = (size_t)sb.st_size / self->psize * self->psize;
+    size_t fit = have;
+    for (size_t want = self->map_bytes; want > have; want /= 2) {
+        want = want / self->psize * self->psize;
+        if (want > have && posix_fallocate(fd, 0, (off_t)want) == 0) {
+            fit = want;
+            break;
+        }
+    }
+    if (fit < 8 * self->psize)
+        fit = 8 * self->psize;
+    if (fit < self->map_bytes && s_set_map(self, fit) != HF_OK)
+        return;
+    self->hard_limit = self->map_bytes;
+    size_t reserve = self->hard_limit / 4;
+    if (reserve < 4 * self->psize)
+        reserve = 4 * self->psize;
+    self->append_limit = self->hard_limit > reserve ? self->hard_limit - reserve : self->psize;
+    self->append_limit = self->append_limit / self->psize * self->psize;
+    hf_log_warn(S_LOG, "dir=%s the disk holds only %zu bytes for the spool: bound lowered to "
+                       "that (appends up to %zu)", self->dir, self->hard_limit,
+                self->append_limit);
 }
 
 static hf_err_t
