@@ -51,7 +51,7 @@ typedef struct {
     const char *spool_dir;   /* required                                       */
     size_t spool_max_bytes;  /* bound on the spool (bytes), default 1 GiB      */
     bool durable;            /* fsync every group commit (default true)        */
-    uint32_t commit_window_ms;  /* group-commit window, default 5 ms           */
+    uint32_t commit_window_ms;  /* group-commit window, default 2 ms           */
     uint32_t commit_max;        /* records per group commit, default 8192      */
     uint32_t staging_max;       /* records held in memory before commit, default 16384;
                                    lowered for small spools (a group stays ~1% of it) */

@@ -40,6 +40,7 @@
 #define S_LOG "aggregator"
 #define S_CONTROL_REPLY_MAX (8u << 20) /* bytes */
 #define S_CONTROL_REQ_MAX (64u << 10)  /* bytes */
+#define S_GROUP_MAX (4u * HF_PROTO_MAX_BATCH) /* records committed in one store txn */
 
 struct hf_aggregator_s {
     hf_aggregator_opts_t opts;
@@ -49,7 +50,10 @@ struct hf_aggregator_s {
     void *control_sock;     /* ROUTER facing the CLI                 */
     hf_session_t *sessions; /* max_engines                            */
     uint32_t nsessions;
-    hf_record_t *recs;      /* HF_PROTO_MAX_BATCH decode buffer       */
+    hf_record_t *recs;      /* S_GROUP_MAX: decoded records of the pending group */
+    uint32_t group_n;       /* records in the pending group            */
+    uint8_t group_lane;     /* its lane                                */
+    hf_session_t *group_s;  /* its engine session (NULL: no group)     */
     uint8_t *reply;         /* S_CONTROL_REPLY_MAX                    */
     hf_live_t *live;        /* max_engines, rebuilt per control request */
     uint64_t frames_refused;/* frames dropped as invalid              */
@@ -106,7 +110,7 @@ hf_aggregator_open(const hf_aggregator_opts_t *opts, hf_err_t *err)
     self->opts = *opts;
     self->sessions = calloc(opts->max_engines, sizeof *self->sessions);
     self->live = calloc(opts->max_engines, sizeof *self->live);
-    self->recs = calloc(HF_PROTO_MAX_BATCH, sizeof *self->recs);
+    self->recs = calloc(S_GROUP_MAX, sizeof *self->recs);
     self->reply = malloc(S_CONTROL_REPLY_MAX);
     if (!self->sessions || !self->live || !self->recs || !self->reply) {
         rc = HF_ENOMEM;
@@ -266,11 +270,20 @@ s_on_hello(hf_aggregator_t *self, const char *rid, const hf_hello_t *h, hf_ms_t 
                 hf_run_state_name(h->run_state));
 }
 
+/* Commit the pending group (consecutive BATCH frames of one engine and
+ * lane that arrived together) in ONE store transaction, then ACK. Group
+ * commit on this side too: a backlog or a burst costs one fsync per group,
+ * not one per frame. */
 static void
-s_on_batch(hf_aggregator_t *self, const char *rid, hf_session_t *s, uint8_t lane, uint32_t n,
-           hf_ms_t now)
+s_flush_group(hf_aggregator_t *self)
 {
-    (void)now;
+    hf_session_t *s = self->group_s;
+    uint32_t n = self->group_n;
+    uint8_t lane = self->group_lane;
+    self->group_s = NULL;
+    self->group_n = 0;
+    if (!s || n == 0)
+        return;
     uint64_t acked = 0;
     size_t dups = 0;
     hf_err_t rc = hf_store_commit(self->store, s->engine, s->epoch, lane, self->recs, n,
@@ -281,8 +294,8 @@ s_on_batch(hf_aggregator_t *self, const char *rid, hf_session_t *s, uint8_t lane
         hf_log_warn(S_LOG,
                     "engine=%s lane=%s batch from seq=%" PRIu64 " leaves a gap after %" PRIu64
                     ": resync",
-                    s->engine, hf_lane_name(lane), n ? self->recs[0].seq : 0, s->acked[lane]);
-        s_send_welcome(self, rid, &w);
+                    s->engine, hf_lane_name(lane), self->recs[0].seq, s->acked[lane]);
+        s_send_welcome(self, s->engine, &w);
         return;
     }
     if (rc != HF_OK) {
@@ -298,19 +311,27 @@ s_on_batch(hf_aggregator_t *self, const char *rid, hf_session_t *s, uint8_t lane
     uint8_t buf[64];
     size_t len = 0;
     if (hf_frame_encode_ack(&a, buf, sizeof buf, &len) == HF_OK)
-        s_reply(self, rid, buf, len);
+        s_reply(self, s->engine, buf, len);
 }
 
 static void
 s_on_engine_frame(hf_aggregator_t *self, const char *rid, const uint8_t *buf, size_t len,
                   hf_ms_t now)
 {
+    /* A BATCH decodes straight behind the pending group; if it turns out
+     * to belong to another engine or lane, the group is committed first
+     * and the records moved to the front. */
+    if (self->group_n + HF_PROTO_MAX_BATCH > S_GROUP_MAX)
+        s_flush_group(self);
     hf_frame_t f;
-    hf_err_t rc = hf_frame_decode(buf, len, &f, self->recs, HF_PROTO_MAX_BATCH);
+    hf_record_t *at = self->recs + self->group_n;
+    hf_err_t rc = hf_frame_decode(buf, len, &f, at, HF_PROTO_MAX_BATCH);
     if (rc != HF_OK) {
         s_refuse(self, rid, "malformed frame", rc);
         return;
     }
+    if (f.type != HF_FRAME_BATCH)
+        s_flush_group(self); /* keep order: HELLO etc. see every earlier commit */
     if (f.type == HF_FRAME_HELLO) {
         s_on_hello(self, rid, &f.u.hello, now);
         return;
@@ -325,7 +346,19 @@ s_on_engine_frame(hf_aggregator_t *self, const char *rid, const uint8_t *buf, si
     }
     hf_session_seen(s, now);
     switch (f.type) {
-    case HF_FRAME_BATCH: s_on_batch(self, rid, s, f.u.batch.lane, f.u.batch.count, now); break;
+    case HF_FRAME_BATCH: {
+        uint32_t n = f.u.batch.count;
+        if (self->group_s && (self->group_s != s || self->group_lane != f.u.batch.lane)) {
+            /* another engine or lane: commit the group, then start anew */
+            uint32_t before = self->group_n;
+            s_flush_group(self);
+            memmove(self->recs, self->recs + before, n * sizeof *self->recs);
+        }
+        self->group_s = s;
+        self->group_lane = f.u.batch.lane;
+        self->group_n += n;
+        break;
+    }
     case HF_FRAME_PING: {
         uint8_t out[64];
         size_t n = 0;
@@ -347,6 +380,7 @@ s_drain_engines(hf_aggregator_t *self)
         zmq_msg_init(&id);
         if (zmq_msg_recv(&id, self->engines_sock, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&id);
+            s_flush_group(self);
             return;
         }
         char rid[HF_ENGINE_ID_MAX + 1] = "";
@@ -387,6 +421,7 @@ s_drain_engines(hf_aggregator_t *self)
         }
         zmq_msg_close(&body);
     }
+    s_flush_group(self);
 }
 
 /* ---- control ----------------------------------------------------------- */

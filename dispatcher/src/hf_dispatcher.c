@@ -133,7 +133,7 @@ hf_dispatcher_opts_default(void)
     memset(&o, 0, sizeof o);
     o.spool_max_bytes = (size_t)1 << 30;
     o.durable = true;
-    o.commit_window_ms = 5;
+    o.commit_window_ms = 2;
     o.commit_max = 8192;
     o.staging_max = 16384;
     o.batch_max = HF_PROTO_MAX_BATCH; /* frames grow with the backlog */

@@ -563,6 +563,7 @@ hf_spool_trim(hf_spool_t *self, hf_lane_t lane, uint64_t upto)
         return rc;
 
     self->acked[lane] = upto;
+    s_release_read_pages(self, (size_t)8 << 20); /* trims touch pages through the map too */
     deleted += deleted_thin;
     self->thin_depth -= deleted_thin <= self->thin_depth ? deleted_thin : self->thin_depth;
     self->depth[lane] -= deleted <= self->depth[lane] ? deleted : self->depth[lane];
