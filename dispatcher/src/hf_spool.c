@@ -366,6 +366,8 @@ hf_spool_append(hf_spool_t *self, hf_record_t *recs, size_t n)
         self->depth[lane]++;
     }
     self->reuse_pending = false;
+    /* appends read the last leaf through the map: every leaf gets touched */
+    s_release_read_pages(self, n * 32);
     hf_log_debug(S_LOG, "append dir=%s n=%zu last control=%" PRIu64 " data=%" PRIu64, self->dir,
                  n, self->last_seq[HF_LANE_CONTROL], self->last_seq[HF_LANE_DATA]);
     return HF_OK;
