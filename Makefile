@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all build deps configure test demo asan bench clean
+.PHONY: all build deps configure test demo asan bench soak clean
 
 all: build
 
@@ -37,6 +37,12 @@ asan: deps
 bench: deps
 	$(MAKE) build
 	HF_BIN=$(BUILD) scripts/bench.sh
+
+# Long runs, not in CI: 200 engine kills, 200,000 simulated schedules.
+soak: deps
+	$(MAKE) build
+	cd $(BUILD) && HF_KILLS=200 HF_SIM_SCHEDULES=200000 \
+	    ctest -V --output-on-failure --timeout 7200 -R 'e2e_engine_kill9|test_sim'
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

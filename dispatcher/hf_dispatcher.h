@@ -30,6 +30,8 @@ extern "C" {
 
 typedef struct hf_dispatcher_s hf_dispatcher_t;
 
+#define HF_DISPATCHER_MAX_DEST 8 /* aggregators one engine streams to */
+
 /* What happens when the spool reaches its bound (spool_max_bytes). Events,
  * alarms and hw_errors are never dropped; every dropped range of samples is
  * counted, announced to the aggregator as a gap record (range, count,
@@ -47,7 +49,10 @@ HF_EXPORT hf_err_t hf_full_policy_parse(const char *s, hf_full_policy_t *out);
 
 typedef struct {
     const char *engine_id;   /* required, hf_engine_id_valid                   */
-    const char *endpoint;    /* required, e.g. "tcp://127.0.0.1:5555"          */
+    const char *endpoint;    /* required, e.g. "tcp://127.0.0.1:5555"; several
+                                aggregators as "EP1,EP2" (at most
+                                HF_DISPATCHER_MAX_DEST): each gets every
+                                record, with its own connection and cursor */
     const char *spool_dir;   /* required                                       */
     size_t spool_max_bytes;  /* bound on the spool (bytes), default 1 GiB      */
     bool durable;            /* fsync every group commit (default true)        */
@@ -77,14 +82,16 @@ HF_EXPORT hf_channel_t *hf_dispatcher_channel(hf_dispatcher_t *self);
 typedef struct {
     uint64_t epoch;                         /* spool epoch                 */
     uint64_t committed[HF_LANE_COUNT];      /* last seq committed          */
-    uint64_t acked[HF_LANE_COUNT];          /* last seq acked by aggregator */
+    uint64_t acked[HF_LANE_COUNT];          /* last seq acked by EVERY destination */
     uint64_t pending[HF_LANE_COUNT];        /* records in spool, not acked */
     uint64_t reconnects;                    /* connections made             */
     uint64_t dropped;                       /* samples dropped by the full-spool policy */
     uint64_t gaps;                          /* gap records written          */
     uint64_t spool_bytes;                   /* bytes of the spool map in use */
     hf_status_t backlog;                    /* backlog figures as last sent in STATUS */
-    bool connected;                         /* link streaming now          */
+    bool connected;                         /* at least one link streaming now */
+    uint32_t destinations;                  /* aggregators configured      */
+    uint32_t connected_count;               /* links streaming now         */
 } hf_dispatcher_stats_t;
 
 /* A snapshot of the figures; thread-safe. */

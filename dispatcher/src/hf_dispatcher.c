@@ -47,10 +47,28 @@
 #define S_LOG "dispatcher"
 #define S_BATCH_BYTES (4u << 20) /* bytes: one BATCH frame buffer */
 
+/* One aggregator the engine streams to: its own connection, link state
+ * machine and cursor. The spool is shared; it is trimmed only up to what
+ * every destination acknowledged. */
+typedef struct {
+    char endpoint[256];
+    uint32_t index;          /* position in the list, for logs              */
+    hf_link_t *link;
+    void *sock;              /* DEALER, NULL while disconnected             */
+    void *mon;               /* PAIR receiving the socket's monitor events  */
+    unsigned mon_serial;     /* makes each monitor endpoint unique          */
+    hf_ms_t reconnect_at;    /* ms: when to make the next socket            */
+    uint32_t backoff_ms;     /* current reconnect backoff                   */
+    bool streaming;          /* handshake done on the current connection    */
+    uint64_t acked[HF_LANE_COUNT]; /* what this destination acknowledged    */
+} s_dest_t;
+
 struct hf_dispatcher_s {
     hf_dispatcher_opts_t opts;
     char engine[HF_ENGINE_ID_MAX + 1];
-    char endpoint[256];
+    char endpoints[HF_DISPATCHER_MAX_DEST * 256]; /* the list as given     */
+    s_dest_t dest[HF_DISPATCHER_MAX_DEST];
+    uint32_t ndest;
     hf_channel_t channel;
 
     /* ---- shared with the producer, under mu ---- */
@@ -76,13 +94,7 @@ struct hf_dispatcher_s {
     hf_ms_t reopen_at;       /* ms: next attempt to reopen the spool        */
     char *spool_dir;         /* owned copy, for reopening                   */
     hf_spool_t *spool;
-    hf_link_t *link;
     void *zctx;
-    void *sock;              /* DEALER, NULL while disconnected             */
-    void *mon;               /* PAIR receiving the socket's monitor events  */
-    unsigned mon_serial;     /* makes each monitor endpoint unique          */
-    hf_ms_t reconnect_at;    /* ms: when to make the next socket            */
-    uint32_t backoff_ms;     /* current reconnect backoff                   */
     uint64_t first_staged_ms;/* ms: first record of the pending group seen  */
     uint64_t rng;            /* xorshift state for reconnect jitter         */
     uint64_t run;            /* the engine's current run, from its events   */
@@ -178,7 +190,8 @@ hf_dispatcher_open(const hf_dispatcher_opts_t *opts, hf_err_t *err)
         hf_log_error(S_LOG, "invalid engine id (1-%d of [A-Za-z0-9._-])", HF_ENGINE_ID_MAX);
         goto fail;
     }
-    if (!opts->endpoint || !*opts->endpoint || strlen(opts->endpoint) >= 256 ||
+    if (!opts->endpoint || !*opts->endpoint ||
+        strlen(opts->endpoint) >= HF_DISPATCHER_MAX_DEST * 256 ||
         !opts->spool_dir || !*opts->spool_dir) {
         hf_log_error(S_LOG, "endpoint and spool directory are required");
         goto fail;
@@ -200,9 +213,31 @@ hf_dispatcher_open(const hf_dispatcher_opts_t *opts, hf_err_t *err)
     self->wake_fd = -1;
     self->opts = *opts;
     snprintf(self->engine, sizeof self->engine, "%s", opts->engine_id);
-    snprintf(self->endpoint, sizeof self->endpoint, "%s", opts->endpoint);
+    snprintf(self->endpoints, sizeof self->endpoints, "%s", opts->endpoint);
     self->opts.engine_id = self->engine;
-    self->opts.endpoint = self->endpoint;
+    self->opts.endpoint = self->endpoints;
+    {
+        /* "EP[,EP...]": one destination each, at most HF_DISPATCHER_MAX_DEST. */
+        const char *p = opts->endpoint;
+        while (*p) {
+            size_t len = strcspn(p, ",");
+            if (len == 0 || len >= sizeof self->dest[0].endpoint ||
+                self->ndest == HF_DISPATCHER_MAX_DEST) {
+                hf_log_error(S_LOG, "invalid endpoint list \"%s\" (at most %d, comma-separated)",
+                             opts->endpoint, HF_DISPATCHER_MAX_DEST);
+                rc = HF_EINVAL;
+                goto fail;
+            }
+            s_dest_t *d = &self->dest[self->ndest];
+            memcpy(d->endpoint, p, len);
+            d->endpoint[len] = 0;
+            d->index = self->ndest++;
+            d->backoff_ms = 100;
+            p += len;
+            if (*p == ',')
+                p++;
+        }
+    }
     self->spool_dir = strdup(opts->spool_dir);
     self->opts.spool_dir = self->spool_dir;
     {
@@ -261,15 +296,21 @@ hf_dispatcher_open(const hf_dispatcher_opts_t *opts, hf_err_t *err)
         .heartbeat_ms = opts->heartbeat_ms,
         .peer_timeout_ms = opts->peer_timeout_ms,
     };
-    self->link = hf_link_new(&lo, &rc);
-    if (!self->link)
-        goto fail;
+    for (uint32_t i = 0; i < self->ndest; i++) {
+        self->dest[i].link = hf_link_new(&lo, &rc);
+        if (!self->dest[i].link)
+            goto fail;
+    }
     for (int l = 0; l < HF_LANE_COUNT; l++) {
         self->stats.committed[l] = hf_spool_last_seq(self->spool, (hf_lane_t)l);
         self->stats.acked[l] = hf_spool_acked(self->spool, (hf_lane_t)l);
         self->stats.pending[l] = hf_spool_depth(self->spool, (hf_lane_t)l);
-        hf_link_committed(self->link, (uint8_t)l, self->stats.committed[l]);
+        for (uint32_t i = 0; i < self->ndest; i++) {
+            hf_link_committed(self->dest[i].link, (uint8_t)l, self->stats.committed[l]);
+            self->dest[i].acked[l] = self->stats.acked[l];
+        }
     }
+    self->stats.destinations = self->ndest;
     self->stats.epoch = hf_spool_epoch(self->spool);
 
     if (getrandom(&self->rng, sizeof self->rng, 0) != sizeof self->rng || self->rng == 0)
@@ -280,8 +321,6 @@ hf_dispatcher_open(const hf_dispatcher_opts_t *opts, hf_err_t *err)
         rc = HF_EIO;
         goto fail;
     }
-    self->backoff_ms = 100;
-    self->reconnect_at = 0;
     if (pthread_create(&self->thread, NULL, s_worker, self) != 0) {
         hf_log_error(S_LOG, "cannot start worker thread");
         rc = HF_ENOMEM;
@@ -291,7 +330,7 @@ hf_dispatcher_open(const hf_dispatcher_opts_t *opts, hf_err_t *err)
     hf_log_info(S_LOG,
                 "open engine=%s epoch=%016" PRIx64 " endpoint=%s committed=%" PRIu64 "/%" PRIu64
                 " pending=%" PRIu64 "/%" PRIu64 " durable=%d",
-                self->engine, self->stats.epoch, self->endpoint, self->stats.committed[0],
+                self->engine, self->stats.epoch, self->endpoints, self->stats.committed[0],
                 self->stats.committed[1], self->stats.pending[0], self->stats.pending[1],
                 (int)opts->durable);
     if (err)
@@ -385,13 +424,15 @@ hf_dispatcher_close(hf_dispatcher_t **self_p)
                     self->stats.acked[0], self->stats.acked[1], self->stats.pending[0],
                     self->stats.pending[1]);
     }
-    if (self->sock)
-        zmq_close(self->sock);
-    if (self->mon)
-        zmq_close(self->mon);
+    for (uint32_t i = 0; i < self->ndest; i++) {
+        if (self->dest[i].sock)
+            zmq_close(self->dest[i].sock);
+        if (self->dest[i].mon)
+            zmq_close(self->dest[i].mon);
+        hf_link_destroy(&self->dest[i].link);
+    }
     if (self->zctx)
         zmq_ctx_term(self->zctx);
-    hf_link_destroy(&self->link);
     hf_spool_close(&self->spool);
     if (self->wake_fd >= 0)
         close(self->wake_fd);
@@ -701,79 +742,85 @@ s_commit_due(hf_dispatcher_t *self, hf_ms_t now, bool force)
     self->unsynced = !self->opts.durable;
     for (uint32_t i = 0; i < n; i++)
         s_track_run(self, &self->work[i]);
-    for (int l = 0; l < HF_LANE_COUNT; l++)
-        hf_link_committed(self->link, (uint8_t)l, hf_spool_last_seq(self->spool, (hf_lane_t)l));
+    for (uint32_t i = 0; i < self->ndest; i++)
+        for (int l = 0; l < HF_LANE_COUNT; l++)
+            hf_link_committed(self->dest[i].link, (uint8_t)l,
+                              hf_spool_last_seq(self->spool, (hf_lane_t)l));
     return true;
 }
 
 static void
-s_drop_socket(hf_dispatcher_t *self, hf_ms_t now, const char *reason)
+s_drop_socket(hf_dispatcher_t *self, s_dest_t *d, hf_ms_t now, const char *reason)
 {
-    if (self->sock) {
-        zmq_close(self->sock);
-        self->sock = NULL;
+    if (d->sock) {
+        zmq_close(d->sock);
+        d->sock = NULL;
     }
-    if (self->mon) {
-        zmq_close(self->mon);
-        self->mon = NULL;
+    if (d->mon) {
+        zmq_close(d->mon);
+        d->mon = NULL;
     }
-    hf_link_disconnected(self->link, now);
-    uint32_t jitter = (uint32_t)(s_rand(self) % (self->backoff_ms / 2 + 1));
-    self->reconnect_at = now + self->backoff_ms / 2 + jitter;
-    self->backoff_ms *= 2;
-    if (self->backoff_ms > self->opts.reconnect_max_ms)
-        self->backoff_ms = self->opts.reconnect_max_ms;
+    hf_link_disconnected(d->link, now);
+    uint32_t jitter = (uint32_t)(s_rand(self) % (d->backoff_ms / 2 + 1));
+    d->reconnect_at = now + d->backoff_ms / 2 + jitter;
+    d->backoff_ms *= 2;
+    if (d->backoff_ms > self->opts.reconnect_max_ms)
+        d->backoff_ms = self->opts.reconnect_max_ms;
+    bool was = d->streaming;
+    d->streaming = false;
     pthread_mutex_lock(&self->mu);
-    bool was = self->stats.connected;
-    self->stats.connected = false;
+    if (was && self->stats.connected_count > 0)
+        self->stats.connected_count--;
+    self->stats.connected = self->stats.connected_count > 0;
     pthread_mutex_unlock(&self->mu);
     if (was || reason)
-        hf_log_warn(S_LOG, "link down engine=%s reason=\"%s\" retry_in_ms=%" PRIu64, self->engine,
-                    reason ? reason : "disconnected", self->reconnect_at - now);
+        hf_log_warn(S_LOG, "link down engine=%s endpoint=%s reason=\"%s\" retry_in_ms=%" PRIu64,
+                    self->engine, d->endpoint, reason ? reason : "disconnected",
+                    d->reconnect_at - now);
 }
 
 static void
-s_make_socket(hf_dispatcher_t *self)
+s_make_socket(hf_dispatcher_t *self, s_dest_t *d)
 {
     int one = 1, zero = 0, hwm = 1000;
     int rivl = 100, rmax = (int)self->opts.reconnect_max_ms;
     int64_t maxmsg = HF_PROTO_MAX_FRAME;
     char mon_ep[96];
-    self->sock = zmq_socket(self->zctx, ZMQ_DEALER);
-    if (!self->sock)
+    d->sock = zmq_socket(self->zctx, ZMQ_DEALER);
+    if (!d->sock)
         goto fail;
     /* IMMEDIATE: never queue for a connection that is not complete;
      * LINGER 0: the spool, not the socket, is the source of truth. */
-    zmq_setsockopt(self->sock, ZMQ_IMMEDIATE, &one, sizeof one);
-    zmq_setsockopt(self->sock, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(self->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(self->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(self->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    zmq_setsockopt(self->sock, ZMQ_RECONNECT_IVL, &rivl, sizeof rivl);
-    zmq_setsockopt(self->sock, ZMQ_RECONNECT_IVL_MAX, &rmax, sizeof rmax);
-    zmq_setsockopt(self->sock, ZMQ_ROUTING_ID, self->engine, strlen(self->engine));
-    snprintf(mon_ep, sizeof mon_ep, "inproc://hf-dispatcher-mon-%p-%u", (void *)self,
-             ++self->mon_serial);
+    zmq_setsockopt(d->sock, ZMQ_IMMEDIATE, &one, sizeof one);
+    zmq_setsockopt(d->sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(d->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(d->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(d->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(d->sock, ZMQ_RECONNECT_IVL, &rivl, sizeof rivl);
+    zmq_setsockopt(d->sock, ZMQ_RECONNECT_IVL_MAX, &rmax, sizeof rmax);
+    zmq_setsockopt(d->sock, ZMQ_ROUTING_ID, self->engine, strlen(self->engine));
+    snprintf(mon_ep, sizeof mon_ep, "inproc://hf-dispatcher-mon-%p-%u-%u", (void *)self,
+             d->index, ++d->mon_serial);
     /* HANDSHAKE_SUCCEEDED, not CONNECTED: with IMMEDIATE the pipe exists
      * only once the ZMTP handshake is done, so HELLO sent at CONNECTED
      * could be refused with EAGAIN. */
-    if (zmq_socket_monitor(self->sock, mon_ep, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0)
+    if (zmq_socket_monitor(d->sock, mon_ep, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0)
         goto fail;
-    self->mon = zmq_socket(self->zctx, ZMQ_PAIR);
-    if (!self->mon || zmq_connect(self->mon, mon_ep) != 0)
+    d->mon = zmq_socket(self->zctx, ZMQ_PAIR);
+    if (!d->mon || zmq_connect(d->mon, mon_ep) != 0)
         goto fail;
-    zmq_setsockopt(self->mon, ZMQ_LINGER, &zero, sizeof zero);
-    if (zmq_connect(self->sock, self->endpoint) != 0)
+    zmq_setsockopt(d->mon, ZMQ_LINGER, &zero, sizeof zero);
+    if (zmq_connect(d->sock, d->endpoint) != 0)
         goto fail;
     return;
 fail:
-    hf_log_error(S_LOG, "socket setup for %s failed: %s", self->endpoint, zmq_strerror(errno));
-    if (self->sock)
-        zmq_close(self->sock);
-    if (self->mon)
-        zmq_close(self->mon);
-    self->sock = self->mon = NULL;
-    self->reconnect_at = hf_clock_mono_ms() + self->opts.reconnect_max_ms;
+    hf_log_error(S_LOG, "socket setup for %s failed: %s", d->endpoint, zmq_strerror(errno));
+    if (d->sock)
+        zmq_close(d->sock);
+    if (d->mon)
+        zmq_close(d->mon);
+    d->sock = d->mon = NULL;
+    d->reconnect_at = hf_clock_mono_ms() + self->opts.reconnect_max_ms;
 }
 
 typedef struct {
@@ -803,7 +850,7 @@ s_fill_cb(void *arg, uint64_t seq, const uint8_t *rec, size_t len)
 }
 
 static void
-s_send_batch(hf_dispatcher_t *self, const hf_link_action_t *a, hf_ms_t now)
+s_send_batch(hf_dispatcher_t *self, s_dest_t *d, const hf_link_action_t *a, hf_ms_t now)
 {
     hf_batch_writer_t w;
     hf_batch_begin(&w, a->lane, self->batch_buf, S_BATCH_BYTES);
@@ -815,12 +862,12 @@ s_send_batch(hf_dispatcher_t *self, const hf_link_action_t *a, hf_ms_t now)
         /* The peer asked for records this spool no longer holds. */
         hf_log_error(S_LOG, "spool lacks lane=%s seq=%" PRIu64 ": aggregator behind the spool",
                      hf_lane_name(a->lane), a->seq);
-        hf_link_batch_sent(self->link, a->lane, 0, now);
-        s_drop_socket(self, now, "spool cannot serve the aggregator's cursor");
+        hf_link_batch_sent(d->link, a->lane, 0, now);
+        s_drop_socket(self, d, now, "spool cannot serve the aggregator's cursor");
         return;
     }
     if ((rc != HF_OK && rc != HF_EFULL) || f.last == 0) {
-        hf_link_batch_sent(self->link, a->lane, 0, now);
+        hf_link_batch_sent(d->link, a->lane, 0, now);
         if (rc != HF_OK) {
             /* Never retry at once: back off through a reconnect, and
              * reopen a spool that went unusable. */
@@ -828,18 +875,18 @@ s_send_batch(hf_dispatcher_t *self, const hf_link_action_t *a, hf_ms_t now)
                          hf_lane_name(a->lane), a->seq, hf_errname(rc));
             if (rc == HF_ESTATE)
                 self->spool_failed = true;
-            s_drop_socket(self, now, "spool read failed");
+            s_drop_socket(self, d, now, "spool read failed");
         }
         return;
     }
     size_t len = 0;
     hf_batch_finish(&w, &len);
-    if (zmq_send(self->sock, self->batch_buf, len, ZMQ_DONTWAIT) < 0) {
-        hf_link_batch_sent(self->link, a->lane, 0, now);
-        s_drop_socket(self, now, "send failed (peer gone or not keeping up)");
+    if (zmq_send(d->sock, self->batch_buf, len, ZMQ_DONTWAIT) < 0) {
+        hf_link_batch_sent(d->link, a->lane, 0, now);
+        s_drop_socket(self, d, now, "send failed (peer gone or not keeping up)");
         return;
     }
-    hf_link_batch_sent(self->link, a->lane, f.last, now);
+    hf_link_batch_sent(d->link, a->lane, f.last, now);
     hf_log_debug(S_LOG, "batch lane=%s seq=%" PRIu64 "..%" PRIu64 " bytes=%zu",
                  hf_lane_name(a->lane), a->seq, f.last, len);
 }
@@ -888,67 +935,77 @@ s_trim_due(hf_dispatcher_t *self, hf_ms_t now, bool force)
 }
 
 static void
-s_run_actions(hf_dispatcher_t *self, hf_ms_t now)
+s_run_actions(hf_dispatcher_t *self, s_dest_t *d, hf_ms_t now)
 {
     hf_link_action_t a;
-    while (hf_link_next_action(self->link, &a)) {
+    while (hf_link_next_action(d->link, &a)) {
         switch (a.type) {
         case HF_LINK_ACT_SEND:
-            if (!self->sock)
+            if (!d->sock)
                 break;
-            if (zmq_send(self->sock, a.frame, a.len, ZMQ_DONTWAIT) < 0)
-                s_drop_socket(self, now, "send failed");
+            if (zmq_send(d->sock, a.frame, a.len, ZMQ_DONTWAIT) < 0)
+                s_drop_socket(self, d, now, "send failed");
             break;
         case HF_LINK_ACT_SEND_BATCH:
-            if (!self->sock) {
-                hf_link_batch_sent(self->link, a.lane, 0, now);
+            if (!d->sock) {
+                hf_link_batch_sent(d->link, a.lane, 0, now);
                 break;
             }
-            s_send_batch(self, &a, now);
+            s_send_batch(self, d, &a, now);
             break;
-        case HF_LINK_ACT_TRIM:
-            /* The peer committed up to a.seq. The spool is trimmed lazily
+        case HF_LINK_ACT_TRIM: {
+            /* This destination committed up to a.seq. The spool may drop
+             * only what EVERY destination has; and it is trimmed lazily
              * (s_trim_due): a trim is a durable write of its own, and one
              * per ACK would put an fsync in the way of every next commit. */
-            if (a.seq > self->trim_to[a.lane])
-                self->trim_to[a.lane] = a.seq;
+            if (a.seq > d->acked[a.lane])
+                d->acked[a.lane] = a.seq;
+            uint64_t all = UINT64_MAX;
+            for (uint32_t i = 0; i < self->ndest; i++)
+                if (self->dest[i].acked[a.lane] < all)
+                    all = self->dest[i].acked[a.lane];
+            if (all > self->trim_to[a.lane])
+                self->trim_to[a.lane] = all;
             pthread_mutex_lock(&self->mu);
-            if (a.seq > self->stats.acked[a.lane])
-                self->stats.acked[a.lane] = a.seq;
+            if (all > self->stats.acked[a.lane])
+                self->stats.acked[a.lane] = all;
             s_maybe_clear_alarm_locked(self); /* before a drain can see "all acked" */
             pthread_cond_broadcast(&self->cond);
             pthread_mutex_unlock(&self->mu);
             break;
-        case HF_LINK_ACT_RECONNECT: s_drop_socket(self, now, a.reason); break;
+        }
+        case HF_LINK_ACT_RECONNECT: s_drop_socket(self, d, now, a.reason); break;
         case HF_LINK_ACT_STREAMING:
-            self->backoff_ms = 100;
+            d->backoff_ms = 100;
+            d->streaming = true;
             pthread_mutex_lock(&self->mu);
             self->stats.connected = true;
+            self->stats.connected_count++;
             self->stats.reconnects++;
             pthread_mutex_unlock(&self->mu);
             hf_log_info(S_LOG,
                         "streaming engine=%s version=%" PRIu64 " resume_from=%" PRIu64
                         "/%" PRIu64,
-                        self->engine, a.seq, hf_link_acked(self->link, 0) + 1,
-                        hf_link_acked(self->link, 1) + 1);
+                        self->engine, a.seq, hf_link_acked(d->link, 0) + 1,
+                        hf_link_acked(d->link, 1) + 1);
             break;
         }
     }
-    if (hf_link_state(self->link) == HF_LINK_FAILED) {
+    if (hf_link_state(d->link) == HF_LINK_FAILED) {
         hf_log_error(S_LOG, "link failed (protocol violation by the aggregator or a confused "
                             "log): reconnecting afresh");
-        hf_link_reset(self->link);
-        s_drop_socket(self, now, "protocol failure");
+        hf_link_reset(d->link);
+        s_drop_socket(self, d, now, "protocol failure");
     }
 }
 
 static void
-s_on_monitor(hf_dispatcher_t *self, hf_ms_t now)
+s_on_monitor(hf_dispatcher_t *self, s_dest_t *d, hf_ms_t now)
 {
     for (;;) {
         zmq_msg_t m;
         zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, self->mon, ZMQ_DONTWAIT) < 0) {
+        if (zmq_msg_recv(&m, d->mon, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&m);
             return;
         }
@@ -959,7 +1016,7 @@ s_on_monitor(hf_dispatcher_t *self, hf_ms_t now)
         zmq_msg_close(&m);
         while (more) { /* the endpoint frame */
             zmq_msg_init(&m);
-            if (zmq_msg_recv(&m, self->mon, 0) < 0) {
+            if (zmq_msg_recv(&m, d->mon, 0) < 0) {
                 zmq_msg_close(&m);
                 break;
             }
@@ -971,42 +1028,42 @@ s_on_monitor(hf_dispatcher_t *self, hf_ms_t now)
             for (int l = 0; l < HF_LANE_COUNT; l++)
                 last[l] = hf_spool_last_seq(self->spool, (hf_lane_t)l);
             hf_log_info(S_LOG, "connected engine=%s endpoint=%s: HELLO", self->engine,
-                        self->endpoint);
-            hf_link_connected(self->link, now, last, self->run, self->run_state);
+                        d->endpoint);
+            hf_link_connected(d->link, now, last, self->run, self->run_state);
         } else if (event == ZMQ_EVENT_DISCONNECTED) {
-            s_drop_socket(self, now, "connection closed");
+            s_drop_socket(self, d, now, "connection closed");
             return; /* the monitor socket is gone */
         }
     }
 }
 
 static void
-s_on_socket(hf_dispatcher_t *self, hf_ms_t now)
+s_on_socket(hf_dispatcher_t *self, s_dest_t *d, hf_ms_t now)
 {
-    for (int i = 0; i < 256 && self->sock; i++) {
+    for (int i = 0; i < 256 && d->sock; i++) {
         zmq_msg_t m;
         zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, self->sock, ZMQ_DONTWAIT) < 0) {
+        if (zmq_msg_recv(&m, d->sock, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&m);
             return;
         }
         bool more = zmq_msg_more(&m);
         if (!more) {
-            hf_err_t rc = hf_link_on_frame(self->link, zmq_msg_data(&m), zmq_msg_size(&m), now);
+            hf_err_t rc = hf_link_on_frame(d->link, zmq_msg_data(&m), zmq_msg_size(&m), now);
             if (rc != HF_OK)
                 hf_log_warn(S_LOG, "frame from aggregator refused err=%s", hf_errname(rc));
         }
         zmq_msg_close(&m);
-        while (more && self->sock) { /* multi-part messages are not ours */
+        while (more && d->sock) { /* multi-part messages are not ours */
             zmq_msg_init(&m);
-            if (zmq_msg_recv(&m, self->sock, 0) < 0) {
+            if (zmq_msg_recv(&m, d->sock, 0) < 0) {
                 zmq_msg_close(&m);
                 break;
             }
             more = zmq_msg_more(&m);
             zmq_msg_close(&m);
         }
-        s_run_actions(self, now);
+        s_run_actions(self, d, now);
     }
 }
 
@@ -1075,7 +1132,8 @@ s_update_status(hf_dispatcher_t *self, hf_ms_t now)
     pthread_mutex_unlock(&self->mu);
     st.spool_bytes = hf_spool_used_bytes(self->spool);
     st.spool_limit = hf_spool_limit_bytes(self->spool);
-    hf_link_set_status(self->link, &st);
+    for (uint32_t i = 0; i < self->ndest; i++)
+        hf_link_set_status(self->dest[i].link, &st);
 }
 
 /* The spool went unusable (an I/O error during a commit, a failed sync):
@@ -1089,8 +1147,9 @@ s_reopen_spool(hf_dispatcher_t *self, hf_ms_t now)
         return;
     if (now < self->reopen_at)
         return;
-    if (self->sock)
-        s_drop_socket(self, now, "spool being reopened");
+    for (uint32_t i = 0; i < self->ndest; i++)
+        if (self->dest[i].sock)
+            s_drop_socket(self, &self->dest[i], now, "spool being reopened");
     hf_spool_close(&self->spool);
     hf_spool_opts_t so = hf_spool_opts_default();
     so.max_bytes = self->opts.spool_max_bytes;
@@ -1107,7 +1166,9 @@ s_reopen_spool(hf_dispatcher_t *self, hf_ms_t now)
     }
     self->spool_failed = false;
     for (int l = 0; l < HF_LANE_COUNT; l++)
-        hf_link_committed(self->link, (uint8_t)l, hf_spool_last_seq(self->spool, (hf_lane_t)l));
+        for (uint32_t i = 0; i < self->ndest; i++)
+            hf_link_committed(self->dest[i].link, (uint8_t)l,
+                              hf_spool_last_seq(self->spool, (hf_lane_t)l));
     hf_log_info(S_LOG, "spool reopened dir=%s", self->spool_dir);
 }
 
@@ -1139,25 +1200,37 @@ s_worker(void *arg)
             hf_sleep_until_ns(hf_clock_mono_ns() + 50000000ull);
             continue;
         }
-        if (!self->sock && now >= self->reconnect_at)
-            s_make_socket(self);
+        for (uint32_t i = 0; i < self->ndest; i++) {
+            s_dest_t *d = &self->dest[i];
+            if (!d->sock && now >= d->reconnect_at)
+                s_make_socket(self, d);
+        }
         s_update_status(self, now);
-        hf_link_on_timer(self->link, now);
-        s_run_actions(self, now);
+        for (uint32_t i = 0; i < self->ndest; i++) {
+            hf_link_on_timer(self->dest[i].link, now);
+            s_run_actions(self, &self->dest[i], now);
+        }
 
-        zmq_pollitem_t items[3];
+        zmq_pollitem_t items[1 + 2 * HF_DISPATCHER_MAX_DEST];
         int ni = 0;
         items[ni++] = (zmq_pollitem_t){.socket = NULL, .fd = self->wake_fd, .events = ZMQ_POLLIN};
-        int i_sock = -1, i_mon = -1;
-        if (self->sock) {
-            i_sock = ni;
-            items[ni++] = (zmq_pollitem_t){.socket = self->sock, .events = ZMQ_POLLIN};
-            i_mon = ni;
-            items[ni++] = (zmq_pollitem_t){.socket = self->mon, .events = ZMQ_POLLIN};
+        int i_sock[HF_DISPATCHER_MAX_DEST], i_mon[HF_DISPATCHER_MAX_DEST];
+        hf_ms_t deadline = HF_MS_NEVER;
+        for (uint32_t i = 0; i < self->ndest; i++) {
+            s_dest_t *d = &self->dest[i];
+            i_sock[i] = i_mon[i] = -1;
+            if (d->sock) {
+                i_sock[i] = ni;
+                items[ni++] = (zmq_pollitem_t){.socket = d->sock, .events = ZMQ_POLLIN};
+                i_mon[i] = ni;
+                items[ni++] = (zmq_pollitem_t){.socket = d->mon, .events = ZMQ_POLLIN};
+            }
+            hf_ms_t dl = hf_link_deadline(d->link);
+            if (!d->sock && d->reconnect_at < dl)
+                dl = d->reconnect_at;
+            if (dl < deadline)
+                deadline = dl;
         }
-        hf_ms_t deadline = hf_link_deadline(self->link);
-        if (!self->sock && self->reconnect_at < deadline)
-            deadline = self->reconnect_at;
         pthread_mutex_lock(&self->mu);
         if (self->fill_count > 0) {
             hf_ms_t c = (self->first_staged_ms ? self->first_staged_ms : now) +
@@ -1166,11 +1239,11 @@ s_worker(void *arg)
                 deadline = c;
         }
         pthread_mutex_unlock(&self->mu);
-        long timeout = 1000;
+        long timeout = 100; /* at most: lazy trims and status run on the loop */
         if (deadline != HF_MS_NEVER)
             timeout = deadline <= now ? 0 : (long)(deadline - now);
-        if (timeout > 1000)
-            timeout = 1000;
+        if (timeout > 100)
+            timeout = 100;
         int rc = zmq_poll(items, ni, timeout);
         if (rc < 0 && errno != EINTR) {
             hf_log_error(S_LOG, "zmq_poll: %s", zmq_strerror(errno));
@@ -1183,10 +1256,13 @@ s_worker(void *arg)
             ssize_t r = read(self->wake_fd, &v, sizeof v);
             (void)r;
         }
-        if (i_mon >= 0 && self->mon && (items[i_mon].revents & ZMQ_POLLIN))
-            s_on_monitor(self, now);
-        if (i_sock >= 0 && self->sock && (items[i_sock].revents & ZMQ_POLLIN))
-            s_on_socket(self, now);
+        for (uint32_t i = 0; i < self->ndest; i++) {
+            s_dest_t *d = &self->dest[i];
+            if (i_mon[i] >= 0 && d->mon && (items[i_mon[i]].revents & ZMQ_POLLIN))
+                s_on_monitor(self, d, now);
+            if (i_sock[i] >= 0 && d->sock && (items[i_sock[i]].revents & ZMQ_POLLIN))
+                s_on_socket(self, d, now);
+        }
     }
     /* Final commit happened above (stopping forces it); unsent records stay
      * in the spool for the next start. */

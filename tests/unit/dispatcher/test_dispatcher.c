@@ -396,3 +396,69 @@ Test(dispatcher, full_spool_drops_oldest_announces_and_keeps_every_event, .timeo
 {
     s_full_scenario(HF_FULL_DROP_OLDEST, 400000);
 }
+
+/* ---- several destinations --------------------------------------------------- */
+
+Test(dispatcher, two_destinations_each_get_everything_and_the_spool_waits_for_both,
+     .timeout = 120)
+{
+    char *root = s_tmpdir();
+    char spool[300];
+    s_agg_t a1, a2;
+    memset(&a1, 0, sizeof a1);
+    memset(&a2, 0, sizeof a2);
+    snprintf(a1.data, sizeof a1.data, "%s/store1", root);
+    snprintf(a2.data, sizeof a2.data, "%s/store2", root);
+    snprintf(spool, sizeof spool, "%s/spool", root);
+    s_agg_start(&a1, "tcp://127.0.0.1:*");
+    s_agg_start(&a2, "tcp://127.0.0.1:*");
+    char eps[600], ep2[256];
+    snprintf(ep2, sizeof ep2, "%s", a2.endpoint);
+    snprintf(eps, sizeof eps, "%s,%s", a1.endpoint, a2.endpoint);
+
+    hf_dispatcher_t *d = s_disp_open(eps, spool);
+    hf_dispatcher_stats_t st;
+    hf_dispatcher_stats(d, &st);
+    cr_assert_eq(st.destinations, 2);
+    s_send(d, 0, 10000);
+    cr_assert_eq(hf_dispatcher_drain(d, 20000), HF_OK, "both acked");
+
+    s_agg_stop(&a2); /* one destination goes away; the other keeps up */
+    s_send(d, 10000, 10000);
+    cr_assert_eq(hf_dispatcher_drain(d, 1500), HF_ETIMEDOUT,
+                 "acked means acked by every destination");
+    hf_dispatcher_stats(d, &st);
+    cr_assert_eq(st.acked[HF_LANE_DATA], 10000);
+    cr_assert_eq(st.pending[HF_LANE_DATA], 10000, "kept for the missing destination");
+
+    s_agg_start(&a2, ep2);
+    cr_assert_eq(hf_dispatcher_drain(d, 30000), HF_OK, "the returning destination catches up");
+    hf_dispatcher_close(&d);
+    s_agg_stop(&a1);
+    s_agg_stop(&a2);
+
+    s_check_t c1 = s_check_store(a1.data);
+    s_check_t c2 = s_check_store(a2.data);
+    cr_assert_eq(c1.bad, 0);
+    cr_assert_eq(c2.bad, 0);
+    cr_assert_eq(c1.n[HF_LANE_DATA], 20000);
+    cr_assert_eq(c2.n[HF_LANE_DATA], 20000);
+    cr_assert_eq(c1.n[HF_LANE_CONTROL], 2);
+    cr_assert_eq(c2.n[HF_LANE_CONTROL], 2);
+    s_rmrf(root);
+    free(root);
+}
+
+Test(dispatcher, bad_endpoint_lists_are_refused, .timeout = 10)
+{
+    hf_dispatcher_opts_t o = hf_dispatcher_opts_default();
+    o.engine_id = "ok";
+    o.spool_dir = "/tmp/hf-never-created";
+    hf_err_t err = HF_OK;
+    o.endpoint = "tcp://127.0.0.1:1,,tcp://127.0.0.1:2";
+    cr_assert_null(hf_dispatcher_open(&o, &err));
+    cr_assert_eq(err, HF_EINVAL);
+    o.endpoint = "a,b,c,d,e,f,g,h,i"; /* nine */
+    cr_assert_null(hf_dispatcher_open(&o, &err));
+    cr_assert_eq(err, HF_EINVAL);
+}
