@@ -101,8 +101,9 @@ HF_EXPORT void hf_dispatcher_stats(hf_dispatcher_t *self, hf_dispatcher_stats_t 
  * HF_OK or HF_ETIMEDOUT. Does not flush; call hf_channel_flush first. */
 HF_EXPORT hf_err_t hf_dispatcher_drain(hf_dispatcher_t *self, uint32_t timeout_ms);
 
-/* Make every blocked or later send / flush / drain return HF_ECLOSED at
- * once (within ~100 ms), so that a shutdown is never stuck behind a full
+/* Make every blocked or later send / drain return HF_ECLOSED within
+ * ~100 ms, and flush within ~500 ms (time enough for a healthy spool to
+ * commit what was sent), so that a shutdown is never stuck behind a full
  * spool or a dead link. Async-signal-safe: may be called from a signal
  * handler. Records already committed stay in the spool. */
 HF_EXPORT void hf_dispatcher_interrupt(hf_dispatcher_t *self);

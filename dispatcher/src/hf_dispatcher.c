@@ -505,7 +505,12 @@ s_flush(void *impl)
         pthread_mutex_unlock(&self->mu);
         s_wake(self);
         pthread_mutex_lock(&self->mu);
-        while (self->committed_total < target && !self->stopping && !self->interrupted)
+        /* Interrupted: still give the commit up to 500 ms (a healthy spool
+         * commits in milliseconds), so a shutdown keeps its last records
+         * and still ends well within 2 s behind a full or failing one. */
+        uint64_t give_up = hf_clock_mono_ns() + 500000000ull;
+        while (self->committed_total < target && !self->stopping &&
+               (!self->interrupted || hf_clock_mono_ns() < give_up))
             s_wait_slice(self);
         if (self->committed_total < target)
             rc = self->commit_err != HF_OK && !self->interrupted ? self->commit_err : HF_ECLOSED;
@@ -1132,8 +1137,25 @@ s_update_status(hf_dispatcher_t *self, hf_ms_t now)
     pthread_mutex_unlock(&self->mu);
     st.spool_bytes = hf_spool_used_bytes(self->spool);
     st.spool_limit = hf_spool_limit_bytes(self->spool);
-    for (uint32_t i = 0; i < self->ndest; i++)
-        hf_link_set_status(self->dest[i].link, &st);
+    for (uint32_t i = 0; i < self->ndest; i++) {
+        /* Each destination hears its own backlog: what IT has not acked
+         * (the spool's figures are those of the slowest destination). */
+        hf_status_t sd = st;
+        const s_dest_t *d = &self->dest[i];
+        for (int l = 0; l < HF_LANE_COUNT; l++) {
+            uint64_t last = hf_spool_last_seq(self->spool, (hf_lane_t)l);
+            uint64_t behind = last > d->acked[l] ? last - d->acked[l] : 0;
+            if (behind < sd.pending[l])
+                sd.pending[l] = behind;
+            if (sd.pending[l] == 0)
+                sd.oldest_age_ms[l] = 0;
+        }
+        if (sd.pending[0] + sd.pending[1] == 0)
+            sd.eta_ms = 0;
+        else if (sd.drain_per_s > 0)
+            sd.eta_ms = (sd.pending[0] + sd.pending[1]) * 1000ull / sd.drain_per_s;
+        hf_link_set_status(d->link, &sd);
+    }
 }
 
 /* The spool went unusable (an I/O error during a commit, a failed sync):
