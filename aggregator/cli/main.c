@@ -320,12 +320,18 @@ s_runs_table(const msgpack_object *runs, FILE *out)
          i++) {
         const msgpack_object *r = &runs->via.array.ptr[i];
         char eng[HF_ENGINE_ID_MAX + 1], run[24], state[24], method[HF_TEXT_MAX + 1];
-        char started[40], ended[40], samples[24], control[24], last[40];
+        char started[40], ended[40], samples[24], control[24], last[40], cause[48];
+        char statex[80];
         snprintf(run, sizeof run, "%llu", (unsigned long long)s_u64(r, "run"));
+        s_str(r, "state", state, sizeof state);
+        s_str(r, "cause", cause, sizeof cause);
+        if (cause[0])
+            snprintf(statex, sizeof statex, "%s (%s)", state, cause);
+        else
+            snprintf(statex, sizeof statex, "%s", state);
         snprintf(samples, sizeof samples, "%llu", (unsigned long long)s_u64(r, "samples"));
         snprintf(control, sizeof control, "%llu", (unsigned long long)s_u64(r, "control"));
-        const char *row[] = {s_str(r, "engine", eng, sizeof eng), run,
-                             s_str(r, "state", state, sizeof state),
+        const char *row[] = {s_str(r, "engine", eng, sizeof eng), run, statex,
                              s_str(r, "method", method, sizeof method),
                              s_iso(s_u64(r, "started_ns"), started, sizeof started),
                              s_iso(s_u64(r, "ended_ns"), ended, sizeof ended), samples, control,

@@ -680,9 +680,10 @@ typedef struct {
 static void
 s_pack_run(msgpack_packer *pk, const hf_store_run_t *r)
 {
-    msgpack_pack_map(pk, 11);
+    msgpack_pack_map(pk, 12);
     s_kv_str(pk, "engine", r->engine);
     s_kv_u64(pk, "run", r->run);
+    s_kv_str(pk, "cause", r->cause);
     s_kv_str(pk, "state", hf_run_state_name(r->state));
     s_kv_str(pk, "method", r->method);
     s_kv_u64(pk, "started_ns", r->started_ts_ns);

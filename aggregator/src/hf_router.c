@@ -233,6 +233,8 @@ s_refuse(hf_aggregator_t *self, const char *rid, const char *why, hf_err_t rc)
     hf_log_warn(S_LOG, "frame refused peer=%s reason=\"%s\" err=%s", rid, why, hf_errname(rc));
 }
 
+static void s_maybe_reconcile(hf_aggregator_t *self, hf_session_t *s);
+
 static void
 s_on_hello(hf_aggregator_t *self, const char *rid, const hf_hello_t *h, hf_ms_t now)
 {
@@ -262,12 +264,37 @@ s_on_hello(hf_aggregator_t *self, const char *rid, const hf_hello_t *h, hf_ms_t 
         return;
     }
     s_send_welcome(self, rid, &w);
+    s->reconcile = true;
+    s->reconcile_at = h->last_seq[HF_LANE_CONTROL];
+    s->reconcile_keep =
+        h->run_state == HF_RUN_IDLE ? 0 : h->run; /* idle: no run of it is still open */
+    s_maybe_reconcile(self, s);
     hf_log_info(S_LOG,
                 "engine=%s %s epoch=%016" PRIx64 " version=%u resume=%" PRIu64 "/%" PRIu64
                 " engine_has=%" PRIu64 "/%" PRIu64 " run=%" PRIu64 " state=%s",
                 h->engine, before == HF_AVAIL_AVAILABLE ? "reconnected" : "available", h->epoch,
                 w.version, acked[0], acked[1], h->last_seq[0], h->last_seq[1], h->run,
                 hf_run_state_name(h->run_state));
+}
+
+/* Reconciliation: once the backlog the engine had at HELLO is committed
+ * (its records tell how runs really ended), any run still open that the
+ * engine is no longer in ended while it was away without a word: it is
+ * closed as interrupted, cause "engine restarted". */
+static void
+s_maybe_reconcile(hf_aggregator_t *self, hf_session_t *s)
+{
+    if (!s->reconcile || s->acked[HF_LANE_CONTROL] < s->reconcile_at)
+        return;
+    s->reconcile = false;
+    size_t ended = 0;
+    hf_err_t rc = hf_store_close_open_runs(self->store, s->engine, s->reconcile_keep,
+                                           "engine restarted", &ended);
+    if (rc != HF_OK)
+        hf_log_error(S_LOG, "engine=%s reconcile runs err=%s", s->engine, hf_errname(rc));
+    else if (ended)
+        hf_log_warn(S_LOG, "engine=%s runs_interrupted=%zu cause=\"engine restarted\"",
+                    s->engine, ended);
 }
 
 /* Commit the pending group (consecutive BATCH frames of one engine and
@@ -312,6 +339,8 @@ s_flush_group(hf_aggregator_t *self)
     size_t len = 0;
     if (hf_frame_encode_ack(&a, buf, sizeof buf, &len) == HF_OK)
         s_reply(self, s->engine, buf, len);
+    if (lane == HF_LANE_CONTROL)
+        s_maybe_reconcile(self, s);
 }
 
 static void

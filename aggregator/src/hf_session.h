@@ -41,6 +41,9 @@ typedef struct {
     uint8_t run_state;                 /* hf_run_state_t as of its HELLO       */
     uint64_t hellos;                   /* connections accepted                 */
     hf_status_t backlog;               /* engine's last STATUS                 */
+    bool reconcile;                    /* close runs the engine no longer runs... */
+    uint64_t reconcile_at;             /* ...once control is acked up to this  */
+    uint64_t reconcile_keep;           /* the run the engine says it is in     */
     hf_ms_t backlog_at;                /* ms: when it arrived (0 = never)      */
 } hf_session_t;
 

@@ -46,7 +46,7 @@
 #define S_ENGINE_ROW 53                /* bytes of an engine row (format 1)    */
 #define S_EPOCH_ROW 28                 /* bytes of an epoch row (format 1)     */
 #define S_RUN_FIXED 42                 /* bytes of a run row before its texts  */
-#define S_RUN_ROW_MAX (S_RUN_FIXED + 1 + HF_TEXT_MAX + 2 + HF_STORE_CHANNELS_MAX)
+#define S_RUN_ROW_MAX (S_RUN_FIXED + 1 + HF_TEXT_MAX + 2 + HF_STORE_CHANNELS_MAX + 1 + 48 + 8)
 #define S_DEFAULT_SCAN 1000000         /* records read per export call          */
 
 struct hf_store_s {
@@ -224,7 +224,13 @@ s_run_pack(const hf_store_run_t *r, uint8_t *b)
     b[n++] = (uint8_t)(cl >> 8);
     b[n++] = (uint8_t)cl;
     memcpy(b + n, r->channels, cl);
-    return n + cl;
+    n += cl;
+    size_t zl = strnlen(r->cause, sizeof r->cause - 1);
+    b[n++] = (uint8_t)zl;
+    memcpy(b + n, r->cause, zl);
+    n += zl;
+    s_put64(b + n, r->last_ts_ns);
+    return n + 8;
 }
 
 /* Fills everything but engine and run (taken from the key by the caller). */
@@ -255,6 +261,18 @@ s_run_unpack(const MDB_val *v, hf_store_run_t *r)
         return MDB_CORRUPTED;
     memcpy(r->channels, b + n, cl);
     r->channels[cl] = 0;
+    n += cl;
+    r->cause[0] = 0;
+    if (n < len) { /* rows written before causes existed end here */
+        size_t zl = b[n++];
+        if (zl >= sizeof r->cause || n + zl > len)
+            return MDB_CORRUPTED;
+        memcpy(r->cause, b + n, zl);
+        r->cause[zl] = 0;
+        n += zl;
+        if (n + 8 <= len)
+            r->last_ts_ns = s_get64(b + n);
+    }
     return MDB_SUCCESS;
 }
 
@@ -855,6 +873,8 @@ s_apply_channels(hf_store_run_t *row, const hf_record_t *r)
 static void
 s_apply(hf_store_run_t *row, const hf_record_t *r)
 {
+    if (r->ts_ns > row->last_ts_ns)
+        row->last_ts_ns = r->ts_ns;
     if (r->kind == HF_KIND_SAMPLE) {
         row->samples++;
         return;
@@ -887,6 +907,57 @@ s_apply(hf_store_run_t *row, const hf_record_t *r)
     case HF_EV_CHANNELS: s_apply_channels(row, r); break;
     default: break; /* STEP and unknown types: last_event only */
     }
+}
+
+/* End every open (running or paused) run of engine other than keep as
+ * interrupted with cause, at ended_ns (0: the run's last record). At most
+ * one run is open at a time once this rule applies, so the newest-first
+ * scan stops at the first run that had already ended. */
+static int
+s_close_open_runs(hf_store_t *self, MDB_txn *txn, const char *engine, size_t elen, uint64_t keep,
+                  uint64_t ended_ns, const char *cause, size_t *ended)
+{
+    MDB_cursor *cur = NULL;
+    uint8_t prefix[S_KEY_MAX], kb[S_KEY_MAX], vb[S_RUN_ROW_MAX];
+    size_t plen = s_key_prefix(prefix, engine, elen);
+    MDB_val k = {s_key_u64(kb, engine, elen, UINT64_MAX), kb}, v;
+    hf_store_run_t row;
+    int mrc = mdb_cursor_open(txn, self->db_runs, &cur);
+    if (mrc != MDB_SUCCESS)
+        return mrc;
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (mrc == MDB_NOTFOUND)
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    else if (mrc == MDB_SUCCESS && !s_has_prefix(&k, prefix, plen))
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    while (mrc == MDB_SUCCESS && s_has_prefix(&k, prefix, plen)) {
+        memset(&row, 0, sizeof row);
+        mrc = s_run_key_unpack(&k, &row);
+        if (mrc == MDB_SUCCESS)
+            mrc = s_run_unpack(&v, &row);
+        if (mrc != MDB_SUCCESS)
+            break;
+        if (row.run != keep) {
+            if (row.state != HF_RUN_RUNNING && row.state != HF_RUN_PAUSED)
+                break;
+            row.state = HF_RUN_INTERRUPTED;
+            row.ended_ts_ns = ended_ns                              ? ended_ns
+                              : row.last_ts_ns > row.last_event_ts_ns ? row.last_ts_ns
+                                                                      : row.last_event_ts_ns;
+            snprintf(row.cause, sizeof row.cause, "%s", cause);
+            MDB_val nv = {s_run_pack(&row, vb), vb};
+            mrc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT);
+            if (mrc != MDB_SUCCESS)
+                break;
+            if (ended)
+                (*ended)++;
+            hf_log_info("store", "engine=%s run=%llu interrupted cause=\"%s\"", engine,
+                        (unsigned long long)row.run, cause);
+        }
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    }
+    mdb_cursor_close(cur);
+    return mrc == MDB_NOTFOUND ? MDB_SUCCESS : mrc;
 }
 
 /* Is every seq in [from, to] of (engine, ordinal, lane) inside a range an
@@ -1050,6 +1121,18 @@ s_commit_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *no
             const hf_record_t *r = &c->recs[i];
             if (r->run == 0)
                 continue;
+            if (r->kind == HF_KIND_EVENT && r->u.event.type == HF_EV_RUN_STARTED) {
+                /* A new run while another is open: the engine was restarted
+                 * mid-run (the control lane is in order, so everything of
+                 * the old run that was committed came before this). */
+                mrc = s_run_flush(self, txn, c->engine, c->elen, &rc);
+                rc.run = 0;
+                if (mrc == MDB_SUCCESS)
+                    mrc = s_close_open_runs(self, txn, c->engine, c->elen, r->run, 0,
+                                            "engine restarted", NULL);
+                if (mrc != MDB_SUCCESS)
+                    break;
+            }
             mrc = s_run_load(self, txn, c->engine, c->elen, r->run, &rc);
             if (mrc == MDB_SUCCESS) {
                 s_apply(&rc.row, r);
@@ -1095,6 +1178,44 @@ hf_store_commit(hf_store_t *self, const char *engine, uint64_t epoch, uint8_t la
         hf_log_debug("store", "commit engine=%s epoch=%016llx lane=%u n=%zu dups=%zu acked=%llu",
                      engine, (unsigned long long)epoch, lane, n, c.dups,
                      (unsigned long long)c.acked);
+    return rc;
+}
+
+typedef struct {
+    const char *engine;
+    size_t elen;
+    uint64_t keep;
+    const char *cause;
+    size_t ended;
+} s_close_ctx_t;
+
+static int
+s_close_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *noop)
+{
+    (void)herr;
+    s_close_ctx_t *c = vctx;
+    c->ended = 0;
+    int mrc = s_close_open_runs(self, txn, c->engine, c->elen, c->keep, 0, c->cause, &c->ended);
+    if (mrc == MDB_SUCCESS && c->ended == 0)
+        *noop = 1;
+    return mrc;
+}
+
+hf_err_t
+hf_store_close_open_runs(hf_store_t *self, const char *engine, uint64_t keep, const char *cause,
+                         size_t *ended)
+{
+    if (ended)
+        *ended = 0;
+    hf_err_t rc = s_check(self);
+    if (rc != HF_OK)
+        return rc;
+    s_close_ctx_t c = {engine, 0, keep, cause ? cause : "", 0};
+    if (s_engine_arg(engine, &c.elen) != HF_OK)
+        return HF_EINVAL;
+    rc = s_write(self, "close runs", s_close_txn, &c);
+    if (rc == HF_OK && ended)
+        *ended = c.ended;
     return rc;
 }
 

@@ -100,6 +100,16 @@ HF_EXPORT hf_err_t hf_store_commit(hf_store_t *self, const char *engine, uint64_
                                    uint8_t lane, const hf_record_t *recs, size_t n,
                                    uint64_t now_ns, uint64_t *acked_out, size_t *dups);
 
+/* The engine is back and not running `keep` (0: running nothing): every
+ * other run of it still open (running or paused) ended while it was away
+ * without a word, so it is ended as interrupted with `cause`, at the time
+ * of its last record. Call only once the engine's backlog has been
+ * committed (the router checks HELLO's last_seq against the cursor), so
+ * that a run that did end in the backlog keeps its true outcome.
+ * *ended gets how many runs were closed. */
+HF_EXPORT hf_err_t hf_store_close_open_runs(hf_store_t *self, const char *engine, uint64_t keep,
+                                            const char *cause, size_t *ended);
+
 /* ---- reads -------------------------------------------------------------
  * Every read runs in its own short read transaction. Callbacks receive
  * borrowed structs valid only during the call; they must not call back into
@@ -129,6 +139,9 @@ typedef struct {
     uint64_t control;                          /* control-lane records of the run  */
     char method[HF_TEXT_MAX + 1];              /* from run_started text            */
     char channels[HF_STORE_CHANNELS_MAX + 1];  /* comma-separated, index order     */
+    uint64_t last_ts_ns;                       /* engine wall clock of its newest record */
+    char cause[48];                            /* why it ended, when the aggregator
+                                                  concluded it (e.g. "engine restarted"); "" otherwise */
 } hf_store_run_t;
 
 typedef struct {

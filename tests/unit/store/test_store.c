@@ -839,3 +839,68 @@ Test(store, holes_announced_by_gap_records_are_accepted_others_refused)
                  HF_OK, "33 was inside the announced 24..33");
     hf_store_close(&st);
 }
+
+static void
+s_event_rec(hf_store_t *st, const char *eng, uint64_t seq, uint64_t run, hf_event_type_t t,
+            uint64_t ts)
+{
+    hf_record_t r;
+    hf_record_event(&r, run, ts, ts, t, 0, "m");
+    r.seq = seq;
+    uint64_t acked = 0;
+    size_t dups = 0;
+    cr_assert_eq(hf_store_commit(st, eng, EPOCH_A, HF_LANE_CONTROL, &r, 1, T0, &acked, &dups),
+                 HF_OK);
+}
+
+Test(store, a_new_run_interrupts_the_run_left_open_by_a_restarted_engine)
+{
+    hf_store_t *st = s_open();
+    s_event_rec(st, "e", 1, 100, HF_EV_RUN_STARTED, T0 + 1);
+    s_event_rec(st, "e", 2, 100, HF_EV_STEP, T0 + 5);
+    hf_record_t smp;
+    hf_record_sample(&smp, 100, T0 + 7, 7, 0, 1.0);
+    smp.seq = 1;
+    uint64_t acked = 0;
+    size_t dups = 0;
+    cr_assert_eq(hf_store_commit(st, "e", EPOCH_A, HF_LANE_DATA, &smp, 1, T0, &acked, &dups),
+                 HF_OK);
+    /* the engine is killed; it comes back and starts run 200 */
+    s_event_rec(st, "e", 3, 200, HF_EV_RUN_STARTED, T0 + 9);
+    hf_store_run_t r;
+    cr_assert_eq(hf_store_run_get(st, "e", 100, &r), HF_OK);
+    cr_assert_eq(r.state, HF_RUN_INTERRUPTED);
+    cr_assert_str_eq(r.cause, "engine restarted");
+    cr_assert_eq(r.ended_ts_ns, T0 + 7, "ended at its last record, not when we noticed");
+    cr_assert_eq(hf_store_run_get(st, "e", 200, &r), HF_OK);
+    cr_assert_eq(r.state, HF_RUN_RUNNING);
+    cr_assert_str_eq(r.cause, "");
+    /* a run that completed is never touched */
+    s_event_rec(st, "e", 4, 200, HF_EV_COMPLETED, T0 + 20);
+    s_event_rec(st, "e", 5, 300, HF_EV_RUN_STARTED, T0 + 30);
+    cr_assert_eq(hf_store_run_get(st, "e", 200, &r), HF_OK);
+    cr_assert_eq(r.state, HF_RUN_COMPLETED);
+    hf_store_close(&st);
+    st = s_open(); /* the cause is stored */
+    cr_assert_eq(hf_store_run_get(st, "e", 100, &r), HF_OK);
+    cr_assert_str_eq(r.cause, "engine restarted");
+    hf_store_close(&st);
+}
+
+Test(store, an_engine_back_idle_closes_its_open_run_and_keeps_the_named_one)
+{
+    hf_store_t *st = s_open();
+    s_event_rec(st, "e", 1, 100, HF_EV_RUN_STARTED, T0 + 1);
+    size_t ended = 9;
+    cr_assert_eq(hf_store_close_open_runs(st, "e", 100, "engine restarted", &ended), HF_OK);
+    cr_assert_eq(ended, 0, "the engine says it is still in run 100 (aggregator restarted)");
+    cr_assert_eq(hf_store_close_open_runs(st, "e", 0, "engine restarted", &ended), HF_OK);
+    cr_assert_eq(ended, 1);
+    hf_store_run_t r;
+    cr_assert_eq(hf_store_run_get(st, "e", 100, &r), HF_OK);
+    cr_assert_eq(r.state, HF_RUN_INTERRUPTED);
+    cr_assert_eq(hf_store_close_open_runs(st, "e", 0, "engine restarted", &ended), HF_OK);
+    cr_assert_eq(ended, 0, "idempotent");
+    cr_assert_eq(hf_store_close_open_runs(st, "bad id!", 0, "x", &ended), HF_EINVAL);
+    hf_store_close(&st);
+}
