@@ -1,7 +1,7 @@
 /* hf_dispatcher.h - the durable store-and-forward decorator.
  *
- * A dispatcher owns a spool (LMDB, on disk) and a link to one aggregator
- * (ZeroMQ DEALER). It implements hf_channel_t: the engine sends records,
+ * A dispatcher owns a spool (LMDB, on disk) and a link to each of one or
+ * more aggregators (ZeroMQ DEALER). It implements hf_channel_t: the engine sends records,
  * the dispatcher commits them to the spool in groups (batch size or a
  * short window, whichever comes first), streams them to the aggregator,
  * and trims them once the aggregator acknowledges its own commit. The link

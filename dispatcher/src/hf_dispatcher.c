@@ -1,23 +1,26 @@
 /* hf_dispatcher.c - the shell around the spool and the link protocol.
  *
- * One worker thread owns the spool, the link state machine and the ZeroMQ
- * DEALER. The producer (the engine) only touches the staging buffer, under
- * the mutex: send() copies a record in and returns; the worker swaps the
- * buffer out and commits it to the spool in one LMDB transaction (group
- * commit: when the buffer holds commit_max records, when commit_window_ms
- * has passed since the first record arrived, or on flush).
+ * One worker thread owns the spool and, per destination (aggregator), a
+ * link state machine and a ZeroMQ DEALER. The producer (the engine) only
+ * touches the staging buffer, under the mutex: send() copies a record in
+ * and returns; the worker swaps the buffer out and commits it to the spool
+ * in one LMDB transaction (group commit: when the buffer holds commit_max
+ * records, when commit_window_ms has passed since the first record arrived,
+ * or on flush). Trims are lazy (s_trim_due); backlog figures go out in
+ * STATUS frames (s_update_status); a spool at its bound is handled by the
+ * full-spool policy (s_keep_headroom, s_make_room).
  *
  * Invariants:
  * - A record reaches the network only after its spool commit returned.
- * - The spool is trimmed only for seqs the aggregator acknowledged (the
+ * - The spool is trimmed only for seqs EVERY destination acknowledged (a
  *   link emits TRIM for ACK/WELCOME only; both follow the peer's commit).
  * - A connection that dropped is never reused: its socket is closed (with
  *   zero linger) and a fresh one made, so frames queued for a dead
  *   connection can't surface later, and every connection starts with
  *   HELLO/WELCOME, which tells exactly where to resume.
  * - Staging is bounded (staging_max); a full buffer blocks the producer
- *   until the next commit (the "block" policy; other full-spool policies
- *   are a dispatcher issue of their own).
+ *   until the next commit. A group whose commit failed stays in `work` and
+ *   is retried first, so order is kept and nothing is dropped silently.
  *
  * Wake-ups: the producer signals an eventfd when the staging buffer goes
  * from empty to non-empty and on flush; zmq_poll watches it with the
@@ -1286,7 +1289,15 @@ s_worker(void *arg)
                 s_on_socket(self, d, now);
         }
     }
-    /* Final commit happened above (stopping forces it); unsent records stay
-     * in the spool for the next start. */
+    /* The final commit happened above (stopping forces it); committed but
+     * unsent records stay in the spool for the next start. What could not
+     * be committed (a spool failing at the very end) is said, not hidden. */
+    pthread_mutex_lock(&self->mu);
+    uint64_t lost = (uint64_t)self->work_n + self->fill_count;
+    pthread_mutex_unlock(&self->mu);
+    if (lost)
+        hf_log_error(S_LOG, "close engine=%s: %" PRIu64 " records sent but never committed "
+                            "(spool failing at shutdown) err=%s",
+                     self->engine, lost, hf_errname(self->commit_err));
     return NULL;
 }
