@@ -37,6 +37,7 @@ typedef enum {
     HF_FRAME_PING = 5,    /* either way                                      */
     HF_FRAME_PONG = 6,    /* reply to PING                                   */
     HF_FRAME_STATUS = 7,  /* engine -> aggregator, backlog figures, each heartbeat */
+    HF_FRAME_BYE = 8,     /* engine -> aggregator, last frame of a clean shutdown */
 } hf_frame_type_t;
 
 HF_EXPORT const char *hf_frame_name(uint8_t type); /* "HELLO", ... or "?" */
@@ -92,6 +93,7 @@ typedef struct {
         hf_ack_t ack;
         hf_ping_t ping; /* PING and PONG                               */
         hf_status_t status;
+        hf_ping_t bye;  /* BYE: nonce unused (0)                        */
     } u;
 } hf_frame_t;
 
@@ -119,6 +121,7 @@ HF_EXPORT hf_err_t hf_frame_encode_ping(const hf_ping_t *p, uint8_t *buf, size_t
 HF_EXPORT hf_err_t hf_frame_encode_pong(const hf_ping_t *p, uint8_t *buf, size_t cap,
                                         size_t *len);
 
+HF_EXPORT hf_err_t hf_frame_encode_bye(uint8_t *buf, size_t cap, size_t *len);
 HF_EXPORT hf_err_t hf_frame_encode_status(const hf_status_t *st, uint8_t *buf, size_t cap,
                                           size_t *len);
 

@@ -93,7 +93,17 @@ say "engine exited rc=$eng_rc"
 summary=$(cat "$dir/engine.summary")
 kv() { sed -nE "s/.*(^| )$1=([^ ]*).*/\2/p" <<<"$summary"; }
 
+# The engine said BYE on its way out: the aggregator shows a clean shutdown
+# (not "link lost" 3 s later).
+clean=0
+for i in $(seq 1 40); do
+    if "$cli" --control "$control_ep" status 2>/dev/null | grep -q "clean shutdown"; then
+        clean=1; break
+    fi
+    sleep 0.05
+done
 "$cli" --control "$control_ep" status >"$dir/status.txt"
+"$cli" --control "$control_ep" engines --history >"$dir/history.txt"
 "$cli" --control "$control_ep" export --engine demo --format jsonl --out "$dir/export.jsonl"
 "$cli" --control "$control_ep" export --engine demo --format csv --out "$dir/export.csv"
 
@@ -128,16 +138,19 @@ printf '%-34s %s\n' "lost" "$lost"
 printf '%-34s %s\n' "duplicates (by seq / by content)" "$dup_seq / $dup_content"
 printf '%-34s %s\n' "gaps in sequence numbers" "$gaps"
 printf '%-34s %s\n' "run's final state" "$final"
+printf '%-34s %s\n' "engine's exit seen as" "$([ $clean -eq 1 ] && echo "clean shutdown" || echo "NOT a clean shutdown")"
 printf '%-34s %s\n' "data" "$dir (store/, spool/, export.jsonl, export.csv, *.log)"
 echo "========================================================"
 echo
 cat "$dir/status.txt"
+sed -n '/AVAILABILITY HISTORY/,$p' "$dir/history.txt"
 
 ok=1
 [ "$eng_rc" -eq 0 ] || ok=0
 [ "$lost" -eq 0 ] && [ "$stored" -eq "$committed" ] || ok=0
 [ "$dup_seq" -eq 0 ] && [ "$dup_content" -eq 0 ] && [ "$gaps" -eq 0 ] || ok=0
 [ "$final" = completed ] || ok=0
+[ "$clean" -eq 1 ] || ok=0
 [ "$(kv samples)" = "$samples_stored" ] || ok=0
 if [ $ok -eq 1 ]; then
     echo "demo: OK - nothing lost, nothing duplicated, run completed"

@@ -51,7 +51,9 @@ static const char *s_usage =
     "commands:\n"
     "  status                  engines (availability, epoch, records, current run)\n"
     "                          and their most recent runs\n"
-    "  engines                 every engine the aggregator knows, in detail\n"
+    "  engines [--history [--engine NAME]]\n"
+    "                          every engine the aggregator knows, in detail;\n"
+    "                          --history: each outage, when and why\n"
     "  runs [--engine NAME] [--limit N]\n"
     "                          runs, newest first per engine\n"
     "  export --engine NAME [--run ID] [--lane control|data] [--format jsonl|csv]\n"
@@ -488,6 +490,60 @@ s_cmd_status(s_client_t *c, bool detailed)
         printf("\nRUNS (most recent per engine)\n");
         s_runs_table(s_get(rep, "runs"), stdout);
     }
+    if (s_bool(rep, "truncated"))
+        printf("(list truncated by the aggregator)\n");
+    return 0;
+}
+
+/* `engines --history`: every outage (unavailable -> available again). */
+static int
+s_cmd_history(s_client_t *c, const char *engine)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2 + (engine != NULL));
+    s_pk_str(&pk, "v");
+    msgpack_pack_uint8(&pk, HF_CONTROL_VERSION);
+    s_pk_str(&pk, "cmd");
+    s_pk_str(&pk, "history");
+    if (engine) {
+        s_pk_str(&pk, "engine");
+        s_pk_str(&pk, engine);
+    }
+    const msgpack_object *rep = s_call(c, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    if (!rep)
+        return 1;
+    const msgpack_object *outs = s_get(rep, "outages");
+    s_table_t t;
+    memset(&t, 0, sizeof t);
+    t.ncols = 5;
+    const char *hdr[] = {"ENGINE", "UNAVAILABLE FROM", "UNTIL", "FOR", "REASON"};
+    s_table_row(&t, hdr);
+    for (uint32_t i = 0; outs && outs->type == MSGPACK_OBJECT_ARRAY && i < outs->via.array.size;
+         i++) {
+        const msgpack_object *o = &outs->via.array.ptr[i];
+        char eng[HF_ENGINE_ID_MAX + 1], from[40], until[40], dur[32], reason[64];
+        uint64_t a = s_u64(o, "start_ns"), b = s_u64(o, "end_ns");
+        s_str(o, "engine", eng, sizeof eng);
+        s_str(o, "reason", reason, sizeof reason);
+        s_iso(a, from, sizeof from);
+        if (b) {
+            s_iso(b, until, sizeof until);
+            snprintf(dur, sizeof dur, "%.1fs", b > a ? (double)(b - a) / 1e9 : 0.0);
+        } else {
+            snprintf(until, sizeof until, "(still)");
+            snprintf(dur, sizeof dur, "-");
+        }
+        const char *row[] = {eng, from, until, dur, reason};
+        s_table_row(&t, row);
+    }
+    printf("\nAVAILABILITY HISTORY (newest first)\n");
+    s_table_print(&t, stdout);
+    if (t.nrows == 1)
+        printf("(no outages)\n");
     if (s_bool(rep, "truncated"))
         printf("(list truncated by the aggregator)\n");
     return 0;
@@ -948,6 +1004,8 @@ main(int argc, char **argv)
     const char *out = NULL;
     bool is_export = !strcmp(cmd, "export");
     bool is_runs = !strcmp(cmd, "runs");
+    bool is_engines = !strcmp(cmd, "engines");
+    bool history = false;
     if (strcmp(cmd, "status") && strcmp(cmd, "engines") && !is_runs && !is_export)
         return s_usage_error("unknown command '%s'", cmd);
     for (; i < argc; i++) {
@@ -957,7 +1015,10 @@ main(int argc, char **argv)
             fputs(s_usage, stdout);
             return 0;
         }
-        if ((is_export || is_runs) && (m = s_opt(argc, argv, &i, "--engine", &val)) != 0) {
+        if (is_engines && !strcmp(argv[i], "--history")) {
+            history = true;
+        } else if ((is_export || is_runs || is_engines) &&
+                   (m = s_opt(argc, argv, &i, "--engine", &val)) != 0) {
             if (m < 0 || !hf_engine_id_valid(val))
                 return s_usage_error("--engine needs an engine id ([A-Za-z0-9._-], 1-64 "
                                      "bytes)%s", NULL);
@@ -992,8 +1053,11 @@ main(int argc, char **argv)
     if (rc == 0) {
         if (!strcmp(cmd, "status"))
             rc = s_cmd_status(&c, false);
-        else if (!strcmp(cmd, "engines"))
+        else if (is_engines) {
             rc = s_cmd_status(&c, true);
+            if (rc == 0 && history)
+                rc = s_cmd_history(&c, engine);
+        }
         else if (is_runs)
             rc = s_cmd_runs(&c, engine, limit);
         else {

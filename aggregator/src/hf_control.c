@@ -187,7 +187,14 @@ body:
 
 /* ---- request ------------------------------------------------------------------ */
 
-typedef enum { S_CMD_NONE, S_CMD_STATUS, S_CMD_ENGINES, S_CMD_RUNS, S_CMD_EXPORT } s_cmd_t;
+typedef enum {
+    S_CMD_NONE,
+    S_CMD_STATUS,
+    S_CMD_ENGINES,
+    S_CMD_RUNS,
+    S_CMD_EXPORT,
+    S_CMD_HISTORY,
+} s_cmd_t;
 
 typedef struct {
     s_cmd_t cmd;
@@ -261,6 +268,8 @@ s_parse(const uint8_t *req, size_t len, s_req_t *q, char *msg, size_t msgcap)
                 q->cmd = S_CMD_RUNS, q->cmd_name = "runs";
             else if (s_str_is(&v, "export"))
                 q->cmd = S_CMD_EXPORT, q->cmd_name = "export";
+            else if (s_str_is(&v, "history"))
+                q->cmd = S_CMD_HISTORY, q->cmd_name = "history";
             else if (v.t == S_STR) {
                 snprintf(msg, msgcap, "unknown command '%.*s'", (int)(v.n > 32 ? 32 : v.n),
                          (const char *)v.s);
@@ -731,6 +740,44 @@ s_pack_runs(hf_store_t *store, const char *engine, uint64_t limit, msgpack_packe
     return rc;
 }
 
+typedef struct {
+    msgpack_packer *pk;
+    s_out_t *o;
+    uint64_t limit;
+    uint32_t count;
+    bool truncated;
+} s_hist_ctx_t;
+
+static int
+s_hist_cb(const hf_store_outage_t *x, void *arg)
+{
+    s_hist_ctx_t *c = arg;
+    if (c->count >= c->limit || c->o->len + 256 > c->o->cap) {
+        c->truncated = true;
+        return 1;
+    }
+    msgpack_pack_map(c->pk, 4);
+    s_kv_str(c->pk, "engine", x->engine);
+    s_kv_u64(c->pk, "start_ns", x->start_ns);
+    s_kv_u64(c->pk, "end_ns", x->end_ns);
+    s_kv_str(c->pk, "reason", x->reason);
+    c->count++;
+    return 0;
+}
+
+/* Availability history: outages, newest first per engine. */
+static hf_err_t
+s_pack_history(hf_store_t *store, const char *engine, uint64_t limit, msgpack_packer *pk,
+               s_out_t *o, bool *truncated)
+{
+    s_hist_ctx_t c = {pk, o, limit, 0, false};
+    size_t at = s_arr_begin(o);
+    hf_err_t rc = hf_store_outages_each(store, engine, s_hist_cb, &c);
+    s_arr_end(o, at, c.count);
+    *truncated = *truncated || c.truncated;
+    return rc;
+}
+
 /* ---- export ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -914,6 +961,13 @@ hf_control_handle(hf_store_t *store, const hf_live_t *live, size_t nlive, const 
                 rc = s_pack_runs(store, NULL, q.limit ? q.limit : S_STATUS_RUNS_DEFAULT, &pk,
                                  &o, &truncated);
             }
+            s_kv_bool(&pk, "truncated", truncated);
+            break;
+        case S_CMD_HISTORY:
+            s_reply_head(&pk, 2, "history");
+            s_pk_str(&pk, "outages");
+            rc = s_pack_history(store, q.has_engine ? q.engine : NULL, q.limit ? q.limit : 1000,
+                                &pk, &o, &truncated);
             s_kv_bool(&pk, "truncated", truncated);
             break;
         case S_CMD_ENGINES:

@@ -264,6 +264,11 @@ s_on_hello(hf_aggregator_t *self, const char *rid, const hf_hello_t *h, hf_ms_t 
         return;
     }
     s_send_welcome(self, rid, &w);
+    if (before != HF_AVAIL_AVAILABLE) {
+        rc = hf_store_outage_end(self->store, h->engine, wall);
+        if (rc != HF_OK)
+            hf_log_error(S_LOG, "engine=%s outage end err=%s", h->engine, hf_errname(rc));
+    }
     s->reconcile = true;
     s->reconcile_at = h->last_seq[HF_LANE_CONTROL];
     s->reconcile_keep =
@@ -397,6 +402,15 @@ s_on_engine_frame(hf_aggregator_t *self, const char *rid, const uint8_t *buf, si
     }
     case HF_FRAME_PONG: break;
     case HF_FRAME_STATUS: hf_session_status(s, &f.u.status, now); break;
+    case HF_FRAME_BYE: {
+        uint64_t wall = hf_clock_wall_ns();
+        hf_session_bye(s, wall);
+        hf_log_info(S_LOG, "engine=%s unavailable reason=\"clean shutdown\"", s->engine);
+        hf_err_t orc = hf_store_outage_begin(self->store, s->engine, wall, s->reason);
+        if (orc != HF_OK)
+            hf_log_error(S_LOG, "engine=%s outage begin err=%s", s->engine, hf_errname(orc));
+        break;
+    }
     default: s_refuse(self, rid, "frame type not allowed from an engine", HF_EPROTO); break;
     }
 }
@@ -552,8 +566,13 @@ hf_aggregator_run(hf_aggregator_t *self, volatile sig_atomic_t *stop)
         uint64_t wall = hf_clock_wall_ns();
         for (uint32_t i = 0; i < self->nsessions; i++) {
             hf_session_t *s = &self->sessions[i];
-            if (hf_session_tick(s, now, wall, self->opts.watchdog_ms))
+            if (hf_session_tick(s, now, wall, self->opts.watchdog_ms)) {
                 hf_log_warn(S_LOG, "engine=%s unavailable reason=\"%s\"", s->engine, s->reason);
+                hf_err_t orc = hf_store_outage_begin(self->store, s->engine, wall, s->reason);
+                if (orc != HF_OK)
+                    hf_log_error(S_LOG, "engine=%s outage begin err=%s", s->engine,
+                                 hf_errname(orc));
+            }
         }
     }
     hf_log_info(S_LOG, "stopping: engines=%u frames_refused=%" PRIu64, self->nsessions,

@@ -65,6 +65,17 @@ hf_session_committed(hf_session_t *s, uint8_t lane, uint64_t acked, hf_ack_t *a)
 }
 
 void
+hf_session_bye(hf_session_t *s, uint64_t now_wall_ns)
+{
+    s->active = false;
+    s->backlog_at = 0;
+    if (s->avail != HF_AVAIL_UNAVAILABLE)
+        s->since_ns = now_wall_ns;
+    s->avail = HF_AVAIL_UNAVAILABLE;
+    snprintf(s->reason, sizeof s->reason, "clean shutdown");
+}
+
+void
 hf_session_status(hf_session_t *s, const hf_status_t *st, hf_ms_t now)
 {
     s->backlog = *st;

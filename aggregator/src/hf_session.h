@@ -58,6 +58,10 @@ hf_err_t hf_session_hello(hf_session_t *s, const hf_hello_t *h, const uint64_t a
 void hf_session_seen(hf_session_t *s, hf_ms_t now);
 /* The store committed lane up to acked: fills the ACK to send. */
 void hf_session_committed(hf_session_t *s, uint8_t lane, uint64_t acked, hf_ack_t *a);
+/* The engine said BYE (clean shutdown): unavailable at once, with that
+ * reason; frames before its next HELLO are ignored. */
+void hf_session_bye(hf_session_t *s, uint64_t now_wall_ns);
+
 /* The engine reported its backlog (STATUS). */
 void hf_session_status(hf_session_t *s, const hf_status_t *st, hf_ms_t now);
 /* Fill a WELCOME that resyncs the engine to the session's cursor. */

@@ -58,6 +58,7 @@ struct hf_store_s {
     MDB_dbi db_records;
     MDB_dbi db_runs;
     MDB_dbi db_gaps;    /* engine 0 ordinal lane first -> last: announced drops */
+    MDB_dbi db_outages; /* engine 0 start_ns -> end_ns, reason: availability history */
     size_t map_bytes; /* current map size (bytes)                 */
     size_t max_bytes; /* growth bound (bytes)                     */
     hf_err_t broken;  /* HF_OK, or the sticky error that broke us */
@@ -521,7 +522,8 @@ s_open_dbs(hf_store_t *self, MDB_txn *txn, void *ctx, hf_err_t *herr, int *noop)
         MDB_dbi *dbi;
     } dbs[] = {{"engines", &self->db_engines}, {"epochs", &self->db_epochs},
                {"ordinals", &self->db_ordinals}, {"records", &self->db_records},
-               {"runs", &self->db_runs}, {"gaps", &self->db_gaps}};
+               {"runs", &self->db_runs}, {"gaps", &self->db_gaps},
+               {"outages", &self->db_outages}};
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         mrc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi);
         if (mrc != MDB_SUCCESS)
@@ -557,7 +559,7 @@ hf_store_open(const char *dir, const hf_store_opts_t *opts, hf_err_t *err)
     }
     mrc = mdb_env_create(&self->env);
     if (mrc == MDB_SUCCESS)
-        mrc = mdb_env_set_maxdbs(self->env, 8);
+        mrc = mdb_env_set_maxdbs(self->env, 16);
     if (mrc == MDB_SUCCESS)
         mrc = mdb_env_set_mapsize(self->env, o.map_bytes);
     if (mrc == MDB_SUCCESS)
@@ -1217,6 +1219,148 @@ hf_store_close_open_runs(hf_store_t *self, const char *engine, uint64_t keep, co
     if (rc == HF_OK && ended)
         *ended = c.ended;
     return rc;
+}
+
+typedef struct {
+    const char *engine;
+    size_t elen;
+    uint64_t at_ns;
+    const char *reason; /* NULL: end the open outage */
+} s_outage_ctx_t;
+
+/* The newest outage of engine: key and value, MDB_NOTFOUND if none. */
+static int
+s_outage_last(hf_store_t *self, MDB_cursor *cur, const char *engine, size_t elen, MDB_val *k,
+              MDB_val *v, uint8_t *kb)
+{
+    uint8_t prefix[S_KEY_MAX];
+    size_t plen = s_key_prefix(prefix, engine, elen);
+    (void)self;
+    k->mv_data = kb;
+    k->mv_size = s_key_u64(kb, engine, elen, UINT64_MAX);
+    int mrc = mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
+    if (mrc == MDB_NOTFOUND)
+        mrc = mdb_cursor_get(cur, k, v, MDB_LAST);
+    else if (mrc == MDB_SUCCESS && !s_has_prefix(k, prefix, plen))
+        mrc = mdb_cursor_get(cur, k, v, MDB_PREV);
+    if (mrc == MDB_SUCCESS && !s_has_prefix(k, prefix, plen))
+        mrc = MDB_NOTFOUND;
+    return mrc;
+}
+
+static int
+s_outage_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *noop)
+{
+    (void)herr;
+    s_outage_ctx_t *c = vctx;
+    MDB_cursor *cur = NULL;
+    uint8_t kb[S_KEY_MAX], vb[8 + 1 + 48];
+    MDB_val k, v;
+    int mrc = mdb_cursor_open(txn, self->db_outages, &cur);
+    if (mrc != MDB_SUCCESS)
+        return mrc;
+    mrc = s_outage_last(self, cur, c->engine, c->elen, &k, &v, kb);
+    bool open = mrc == MDB_SUCCESS && v.mv_size >= 8 && s_get64(v.mv_data) == 0;
+    if (mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND) {
+        mdb_cursor_close(cur);
+        return mrc;
+    }
+    mrc = MDB_SUCCESS;
+    if (c->reason && !open) {
+        size_t rl = strnlen(c->reason, 47);
+        s_put64(vb, 0);
+        vb[8] = (uint8_t)rl;
+        memcpy(vb + 9, c->reason, rl);
+        MDB_val nk = {s_key_u64(kb, c->engine, c->elen, c->at_ns), kb}, nv = {9 + rl, vb};
+        mrc = mdb_cursor_put(cur, &nk, &nv, 0);
+    } else if (!c->reason && open) {
+        memcpy(vb, v.mv_data, v.mv_size < sizeof vb ? v.mv_size : sizeof vb);
+        s_put64(vb, c->at_ns ? c->at_ns : 1);
+        MDB_val nv = {v.mv_size < sizeof vb ? v.mv_size : sizeof vb, vb};
+        mrc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT);
+    } else {
+        *noop = 1;
+    }
+    mdb_cursor_close(cur);
+    return mrc;
+}
+
+static hf_err_t
+s_outage(hf_store_t *self, const char *engine, uint64_t at_ns, const char *reason)
+{
+    hf_err_t rc = s_check(self);
+    if (rc != HF_OK)
+        return rc;
+    s_outage_ctx_t c = {engine, 0, at_ns, reason};
+    if (s_engine_arg(engine, &c.elen) != HF_OK)
+        return HF_EINVAL;
+    return s_write(self, "outage", s_outage_txn, &c);
+}
+
+hf_err_t
+hf_store_outage_begin(hf_store_t *self, const char *engine, uint64_t start_ns, const char *reason)
+{
+    return s_outage(self, engine, start_ns, reason ? reason : "");
+}
+
+hf_err_t
+hf_store_outage_end(hf_store_t *self, const char *engine, uint64_t end_ns)
+{
+    return s_outage(self, engine, end_ns, NULL);
+}
+
+hf_err_t
+hf_store_outages_each(hf_store_t *self, const char *engine, hf_store_outage_fn *fn, void *arg)
+{
+    hf_err_t rc = s_check(self);
+    if (rc != HF_OK)
+        return rc;
+    size_t elen = 0;
+    if (!fn || (engine && s_engine_arg(engine, &elen) != HF_OK))
+        return HF_EINVAL;
+    MDB_txn *txn;
+    rc = s_read_begin(self, &txn);
+    if (rc != HF_OK)
+        return rc;
+    MDB_cursor *cur = NULL;
+    int mrc = mdb_cursor_open(txn, self->db_outages, &cur);
+    MDB_val k, v;
+    hf_store_outage_t o;
+    /* Keys are engine 0 start: walk backwards (newest first per engine). */
+    if (mrc == MDB_SUCCESS) {
+        if (engine) {
+            uint8_t kb[S_KEY_MAX];
+            mrc = s_outage_last(self, cur, engine, elen, &k, &v, kb);
+        } else {
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+        }
+    }
+    while (mrc == MDB_SUCCESS) {
+        const uint8_t *kp = k.mv_data;
+        const uint8_t *nul = memchr(kp, 0, k.mv_size);
+        if (!nul || (size_t)(nul - kp) > HF_ENGINE_ID_MAX || k.mv_size != (size_t)(nul - kp) + 9 ||
+            v.mv_size < 9 || v.mv_size > 9 + 47 || (size_t)((const uint8_t *)v.mv_data)[8] + 9 != v.mv_size) {
+            mrc = MDB_CORRUPTED;
+            break;
+        }
+        size_t el = (size_t)(nul - kp);
+        if (engine && (el != elen || memcmp(kp, engine, el) != 0))
+            break;
+        memset(&o, 0, sizeof o);
+        memcpy(o.engine, kp, el);
+        o.start_ns = s_get64(nul + 1);
+        o.end_ns = s_get64(v.mv_data);
+        memcpy(o.reason, (const uint8_t *)v.mv_data + 9, v.mv_size - 9);
+        if (fn(&o, arg) != 0)
+            break;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    }
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (mrc == MDB_NOTFOUND)
+        mrc = MDB_SUCCESS;
+    return mrc == MDB_SUCCESS ? HF_OK : s_fail(self, "outages", mrc);
 }
 
 /* ---- reads ------------------------------------------------------------------- */

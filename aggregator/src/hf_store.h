@@ -110,6 +110,25 @@ HF_EXPORT hf_err_t hf_store_commit(hf_store_t *self, const char *engine, uint64_
 HF_EXPORT hf_err_t hf_store_close_open_runs(hf_store_t *self, const char *engine, uint64_t keep,
                                             const char *cause, size_t *ended);
 
+/* Availability history: an outage begins (the engine went unavailable at
+ * start_ns, aggregator wall clock, for reason) and ends (it said HELLO
+ * again). begin is a no-op while an outage of the engine is open; end
+ * closes the open one, if any. */
+HF_EXPORT hf_err_t hf_store_outage_begin(hf_store_t *self, const char *engine, uint64_t start_ns,
+                                         const char *reason);
+HF_EXPORT hf_err_t hf_store_outage_end(hf_store_t *self, const char *engine, uint64_t end_ns);
+
+typedef struct {
+    char engine[HF_ENGINE_ID_MAX + 1];
+    uint64_t start_ns; /* aggregator wall clock                          */
+    uint64_t end_ns;   /* 0 while it lasts                               */
+    char reason[48];
+} hf_store_outage_t;
+typedef int(hf_store_outage_fn)(const hf_store_outage_t *o, void *arg);
+/* Outages of one engine (NULL: all), newest first per engine. */
+HF_EXPORT hf_err_t hf_store_outages_each(hf_store_t *self, const char *engine,
+                                         hf_store_outage_fn *fn, void *arg);
+
 /* ---- reads -------------------------------------------------------------
  * Every read runs in its own short read transaction. Callbacks receive
  * borrowed structs valid only during the call; they must not call back into

@@ -1289,6 +1289,20 @@ s_worker(void *arg)
                 s_on_socket(self, d, now);
         }
     }
+    /* A clean shutdown says so: BYE on every streaming connection, so the
+     * aggregator shows "clean shutdown" at once instead of "link lost"
+     * three seconds later. The socket lingers briefly to let it out. */
+    for (uint32_t i = 0; i < self->ndest; i++) {
+        s_dest_t *d = &self->dest[i];
+        uint8_t bye[8];
+        size_t blen = 0;
+        if (!d->streaming || !d->sock || hf_frame_encode_bye(bye, sizeof bye, &blen) != HF_OK)
+            continue;
+        int linger = 200;
+        zmq_setsockopt(d->sock, ZMQ_LINGER, &linger, sizeof linger);
+        if (zmq_send(d->sock, bye, blen, ZMQ_DONTWAIT) < 0)
+            hf_log_debug(S_LOG, "BYE to %s not sent: %s", d->endpoint, zmq_strerror(errno));
+    }
     /* The final commit happened above (stopping forces it); committed but
      * unsent records stay in the spool for the next start. What could not
      * be committed (a spool failing at the very end) is said, not hidden. */

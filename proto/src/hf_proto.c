@@ -393,6 +393,8 @@ hf_frame_name(uint8_t type)
         return "PONG";
     case HF_FRAME_STATUS:
         return "STATUS";
+    case HF_FRAME_BYE:
+        return "BYE";
     default:
         return "?";
     }
@@ -496,6 +498,17 @@ hf_err_t
 hf_frame_encode_pong(const hf_ping_t *p, uint8_t *buf, size_t cap, size_t *len)
 {
     return s_encode_ping(HF_FRAME_PONG, p, buf, cap, len);
+}
+
+hf_err_t
+hf_frame_encode_bye(uint8_t *buf, size_t cap, size_t *len)
+{
+    assert(len);
+    s_out_t o;
+    msgpack_packer pk;
+    s_out_init(&o, &pk, buf, cap);
+    s_pack_head(&pk, 2, HF_FRAME_BYE);
+    return s_out_finish(&o, len);
 }
 
 hf_err_t
@@ -700,6 +713,9 @@ hf_frame_decode(const uint8_t *buf, size_t len, hf_frame_t *out, hf_record_t *re
     case HF_FRAME_PING:
     case HF_FRAME_PONG:
         rc = n == S_PING_FIELDS && !hf_mpread_uint(&rd, &out->u.ping.nonce) ? HF_OK : HF_EPROTO;
+        break;
+    case HF_FRAME_BYE:
+        rc = n == 2 ? HF_OK : HF_EPROTO;
         break;
     case HF_FRAME_STATUS: {
         hf_status_t *st = &out->u.status;

@@ -123,7 +123,8 @@ Test(frames, frame_names, .timeout = 10)
     cr_assert_str_eq(hf_frame_name(HF_FRAME_PONG), "PONG");
     cr_assert_str_eq(hf_frame_name(0), "?");
     cr_assert_str_eq(hf_frame_name(7), "STATUS");
-    cr_assert_str_eq(hf_frame_name(8), "?");
+    cr_assert_str_eq(hf_frame_name(8), "BYE");
+    cr_assert_str_eq(hf_frame_name(9), "?");
 }
 
 Test(frames, hello_round_trips, .timeout = 10)
@@ -829,6 +830,9 @@ s_check_decoded(const hf_frame_t *f, const hf_record_t *recs)
     case HF_FRAME_STATUS:
         cr_assert_eq(hf_frame_encode_status(&f->u.status, out, sizeof out, &len), HF_OK);
         break;
+    case HF_FRAME_BYE:
+        cr_assert_eq(hf_frame_encode_bye(out, sizeof out, &len), HF_OK);
+        break;
     case HF_FRAME_BATCH: {
         cr_assert(f->u.batch.count <= S_RECS);
         hf_batch_writer_t w;
@@ -968,4 +972,17 @@ Test(frames, status_round_trips_and_refuses_malformed, .timeout = 10)
         cr_assert_eq(hf_frame_decode(buf, cut, &f, NULL, 0), HF_EPROTO, "cut at %zu", cut);
     uint8_t small[8];
     cr_assert_eq(hf_frame_encode_status(&st, small, sizeof small, &len), HF_EFULL);
+}
+
+Test(frames, bye_round_trips_and_refuses_extra_elements, .timeout = 10)
+{
+    uint8_t buf[16];
+    size_t len = 0;
+    cr_assert_eq(hf_frame_encode_bye(buf, sizeof buf, &len), HF_OK);
+    hf_frame_t f;
+    cr_assert_eq(hf_frame_decode(buf, len, &f, NULL, 0), HF_OK);
+    cr_assert_eq(f.type, HF_FRAME_BYE);
+    const uint8_t extra[] = {0x93, 0x01, 0x08, 0x00}; /* [1, 8, 0] */
+    cr_assert_eq(hf_frame_decode(extra, sizeof extra, &f, NULL, 0), HF_EPROTO);
+    cr_assert_eq(hf_frame_encode_bye(buf, 1, &len), HF_EFULL);
 }

@@ -103,3 +103,20 @@ Test(session, new_epoch_says_engine_restarted_with_a_new_log, .timeout = 10)
     cr_assert_eq(w.acked[1], 0);
     cr_assert(strstr(s.reason, "new log") != NULL);
 }
+
+Test(session, bye_makes_it_unavailable_at_once_as_a_clean_shutdown, .timeout = 10)
+{
+    hf_session_t s;
+    hf_session_init(&s, "oven-1");
+    hf_hello_t h = s_hello(7, 1, 1);
+    uint64_t acked[2] = {0, 0};
+    hf_welcome_t w;
+    hf_session_hello(&s, &h, acked, 0, 1, &w);
+    hf_session_bye(&s, 50);
+    cr_assert_eq(s.avail, HF_AVAIL_UNAVAILABLE);
+    cr_assert_not(s.active);
+    cr_assert_str_eq(s.reason, "clean shutdown");
+    cr_assert_eq(s.since_ns, 50);
+    cr_assert_not(hf_session_tick(&s, 100000, 60, 3000), "no second 'link lost' after a BYE");
+    cr_assert_str_eq(s.reason, "clean shutdown");
+}

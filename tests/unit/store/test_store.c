@@ -904,3 +904,45 @@ Test(store, an_engine_back_idle_closes_its_open_run_and_keeps_the_named_one)
     cr_assert_eq(hf_store_close_open_runs(st, "bad id!", 0, "x", &ended), HF_EINVAL);
     hf_store_close(&st);
 }
+
+typedef struct {
+    hf_store_outage_t v[16];
+    size_t n;
+} s_outs_t;
+
+static int
+s_out_cb(const hf_store_outage_t *o, void *arg)
+{
+    s_outs_t *l = arg;
+    if (l->n < 16)
+        l->v[l->n++] = *o;
+    return 0;
+}
+
+Test(store, outages_are_recorded_closed_on_return_and_listed_newest_first)
+{
+    hf_store_t *st = s_open();
+    cr_assert_eq(hf_store_outage_begin(st, "e", 100, "link lost (no heartbeat for 3000 ms)"),
+                 HF_OK);
+    cr_assert_eq(hf_store_outage_begin(st, "e", 150, "again"), HF_OK); /* already open: no-op */
+    cr_assert_eq(hf_store_outage_end(st, "e", 200), HF_OK);
+    cr_assert_eq(hf_store_outage_end(st, "e", 250), HF_OK); /* none open: no-op */
+    cr_assert_eq(hf_store_outage_begin(st, "e", 300, "clean shutdown"), HF_OK);
+    cr_assert_eq(hf_store_outage_begin(st, "f", 50, "link lost"), HF_OK);
+    hf_store_close(&st);
+    st = s_open(); /* durable */
+    s_outs_t l = {.n = 0};
+    cr_assert_eq(hf_store_outages_each(st, "e", s_out_cb, &l), HF_OK);
+    cr_assert_eq(l.n, 2);
+    cr_assert_eq(l.v[0].start_ns, 300);
+    cr_assert_eq(l.v[0].end_ns, 0, "still going");
+    cr_assert_str_eq(l.v[0].reason, "clean shutdown");
+    cr_assert_eq(l.v[1].start_ns, 100);
+    cr_assert_eq(l.v[1].end_ns, 200);
+    cr_assert_str_eq(l.v[1].reason, "link lost (no heartbeat for 3000 ms)");
+    l.n = 0;
+    cr_assert_eq(hf_store_outages_each(st, NULL, s_out_cb, &l), HF_OK);
+    cr_assert_eq(l.n, 3);
+    cr_assert_eq(hf_store_outages_each(st, "bad id!", s_out_cb, &l), HF_EINVAL);
+    hf_store_close(&st);
+}
