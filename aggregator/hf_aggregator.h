@@ -26,6 +26,8 @@ typedef struct {
     uint32_t watchdog_ms;  /* no frame for this long: unavailable (default 3000)       */
     uint32_t max_engines;  /* sessions held at once (default 1024)                     */
     size_t store_max_bytes;/* bound on the store's map (default 64 GiB)                */
+    const char *status;    /* status feed (ZeroMQ PUB), e.g. "tcp://127.0.0.1:5557";
+                              NULL: none. Messages: docs/cli.md, "status feed"   */
 } hf_aggregator_opts_t;
 
 HF_EXPORT hf_aggregator_opts_t hf_aggregator_opts_default(void);
@@ -34,6 +36,8 @@ HF_EXPORT hf_aggregator_opts_t hf_aggregator_opts_default(void);
 HF_EXPORT hf_aggregator_t *hf_aggregator_open(const hf_aggregator_opts_t *opts, hf_err_t *err);
 /* The engines' endpoint as bound (a '*' port resolved); borrowed. */
 HF_EXPORT const char *hf_aggregator_endpoint(const hf_aggregator_t *self);
+/* The status feed's endpoint as bound, or NULL when there is none; borrowed. */
+HF_EXPORT const char *hf_aggregator_status_endpoint(const hf_aggregator_t *self);
 /* Serve until *stop becomes non-zero (checked at least every 100 ms). */
 HF_EXPORT hf_err_t hf_aggregator_run(hf_aggregator_t *self, volatile sig_atomic_t *stop);
 HF_EXPORT void hf_aggregator_close(hf_aggregator_t **self_p);

@@ -29,6 +29,7 @@
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,9 @@ static const char *s_usage =
     "commands:\n"
     "  status                  engines (availability, epoch, records, current run)\n"
     "                          and their most recent runs\n"
+    "  status --watch --feed ENDPOINT [--count N]\n"
+    "                          follow the aggregator's status feed (its --status):\n"
+    "                          availability changes, run events, backlogs\n"
     "  engines [--history [--engine NAME]]\n"
     "                          every engine the aggregator knows, in detail;\n"
     "                          --history: each outage, when and why\n"
@@ -390,7 +394,11 @@ s_backlog_table(const msgpack_object *engs, FILE *out)
     }
     if (t.nrows > 1) {
         fprintf(out, "\nBACKLOG (reported by connected engines)\n");
-        s_table_print(&t, out);
+        s_table_print(&t, out); /* prints and frees */
+    } else {
+        for (size_t k = 0; k < t.nrows * (size_t)t.ncols; k++)
+            free(t.cells[k]);
+        free(t.cells);
     }
 }
 
@@ -547,6 +555,93 @@ s_cmd_history(s_client_t *c, const char *engine)
     if (s_bool(rep, "truncated"))
         printf("(list truncated by the aggregator)\n");
     return 0;
+}
+
+static volatile sig_atomic_t s_watch_stop = 0;
+
+static void
+s_watch_signal(int sig)
+{
+    (void)sig;
+    s_watch_stop = 1;
+}
+
+/* `status --watch`: print the aggregator's status feed, one line per
+ * message, until Ctrl-C (or `count` messages, 0 = no limit). */
+static int
+s_cmd_watch(const char *feed, uint64_t count, int timeout_ms)
+{
+    void *ctx = zmq_ctx_new();
+    void *sub = ctx ? zmq_socket(ctx, ZMQ_SUB) : NULL;
+    int zero = 0;
+    int64_t maxmsg = 64 * 1024;
+    if (!sub) {
+        fprintf(stderr, "holdfast: cannot create a socket: %s\n", zmq_strerror(errno));
+        if (ctx)
+            zmq_ctx_term(ctx);
+        return 1;
+    }
+    zmq_setsockopt(sub, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(sub, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
+    if (zmq_connect(sub, feed) != 0) {
+        fprintf(stderr, "holdfast: bad status feed endpoint %s: %s\n", feed, zmq_strerror(errno));
+        zmq_close(sub);
+        zmq_ctx_term(ctx);
+        return 2;
+    }
+    signal(SIGINT, s_watch_signal);
+    signal(SIGTERM, s_watch_signal);
+    uint64_t seen = 0;
+    int idle_ms = 0;
+    while (!s_watch_stop && (count == 0 || seen < count)) {
+        zmq_pollitem_t it = {.socket = sub, .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, 200) <= 0) {
+            idle_ms += 200;
+            if (count && timeout_ms > 0 && idle_ms >= timeout_ms) {
+                fprintf(stderr, "holdfast: no feed message from %s in %d ms\n", feed, timeout_ms);
+                break;
+            }
+            continue;
+        }
+        idle_ms = 0;
+        char buf[65536];
+        int n = zmq_recv(sub, buf, sizeof buf, ZMQ_DONTWAIT);
+        if (n <= 0 || n > (int)sizeof buf)
+            continue;
+        msgpack_unpacked up;
+        msgpack_unpacked_init(&up);
+        size_t off = 0;
+        if (msgpack_unpack_next(&up, buf, (size_t)n, &off) == MSGPACK_UNPACK_SUCCESS &&
+            up.data.type == MSGPACK_OBJECT_MAP) {
+            const msgpack_object *o = &up.data;
+            char type[24], eng[HF_ENGINE_ID_MAX + 1], a[64], b[64], when[40];
+            s_str(o, "type", type, sizeof type);
+            s_str(o, "engine", eng, sizeof eng);
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            s_iso((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec, when, sizeof when);
+            if (!strcmp(type, "availability"))
+                printf("%s engine=%s availability=%s reason=\"%s\"\n", when, eng,
+                       s_str(o, "state", a, sizeof a), s_str(o, "reason", b, sizeof b));
+            else if (!strcmp(type, "run"))
+                printf("%s engine=%s run=%llu event=%s\n", when, eng,
+                       (unsigned long long)s_u64(o, "run"), s_str(o, "event", a, sizeof a));
+            else if (!strcmp(type, "backlog"))
+                printf("%s engine=%s backlog pending=%llu/%llu drain_per_s=%llu eta_ms=%llu "
+                       "dropped=%llu\n",
+                       when, eng, (unsigned long long)s_u64(o, "pending_control"),
+                       (unsigned long long)s_u64(o, "pending_data"),
+                       (unsigned long long)s_u64(o, "drain_per_s"),
+                       (unsigned long long)s_u64(o, "eta_ms"), (unsigned long long)s_u64(o, "dropped"));
+            fflush(stdout);
+            seen++;
+        }
+        msgpack_unpacked_destroy(&up);
+    }
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
+    return count && seen < count ? 1 : 0;
 }
 
 static int
@@ -1005,7 +1100,10 @@ main(int argc, char **argv)
     bool is_export = !strcmp(cmd, "export");
     bool is_runs = !strcmp(cmd, "runs");
     bool is_engines = !strcmp(cmd, "engines");
-    bool history = false;
+    bool is_status = !strcmp(cmd, "status");
+    bool history = false, watch = false;
+    const char *feed = getenv("HOLDFAST_STATUS");
+    uint64_t count = 0;
     if (strcmp(cmd, "status") && strcmp(cmd, "engines") && !is_runs && !is_export)
         return s_usage_error("unknown command '%s'", cmd);
     for (; i < argc; i++) {
@@ -1017,6 +1115,15 @@ main(int argc, char **argv)
         }
         if (is_engines && !strcmp(argv[i], "--history")) {
             history = true;
+        } else if (is_status && !strcmp(argv[i], "--watch")) {
+            watch = true;
+        } else if (is_status && (m = s_opt(argc, argv, &i, "--feed", &val)) != 0) {
+            if (m < 0 || !*val)
+                return s_usage_error("--feed needs the aggregator's status endpoint%s", NULL);
+            feed = val;
+        } else if (is_status && (m = s_opt(argc, argv, &i, "--count", &val)) != 0) {
+            if (m < 0 || !s_parse_u64(val, &count) || count == 0)
+                return s_usage_error("--count needs a positive number%s", NULL);
         } else if ((is_export || is_runs || is_engines) &&
                    (m = s_opt(argc, argv, &i, "--engine", &val)) != 0) {
             if (m < 0 || !hf_engine_id_valid(val))
@@ -1048,6 +1155,12 @@ main(int argc, char **argv)
     if (is_export && !engine)
         return s_usage_error("export needs --engine NAME%s", NULL);
 
+    if (watch) {
+        if (!feed)
+            return s_usage_error("status --watch needs --feed ENDPOINT (the aggregator's "
+                                 "--status) or HOLDFAST_STATUS%s", NULL);
+        return s_cmd_watch(feed, count, (int)timeout);
+    }
     s_client_t c;
     int rc = s_client_open(&c, endpoint, (int)timeout);
     if (rc == 0) {

@@ -22,12 +22,15 @@ static void
 s_usage(FILE *f)
 {
     fprintf(f, "usage: holdfast-aggregator --bind ENDPOINT --control ENDPOINT --data DIR\n"
-               "                           [--watchdog-ms MS] [--max-engines N] [-v]\n"
+               "                           [--watchdog-ms MS] [--max-engines N]\n"
+               "                           [--status ENDPOINT] [-v]\n"
                "  --bind ENDPOINT     where engines connect (e.g. tcp://127.0.0.1:5555)\n"
                "  --control ENDPOINT  where the holdfast CLI connects (e.g. tcp://127.0.0.1:5556)\n"
                "  --data DIR          the store directory (created if missing)\n"
                "  --watchdog-ms MS    silence after which an engine is unavailable (3000)\n"
                "  --max-engines N     engines served at once (1024)\n"
+               "  --status ENDPOINT   publish the status feed there (ZeroMQ PUB): availability,\n"
+               "                      run events, backlogs; `holdfast status --watch` shows it\n"
                "  -v                  debug logging\n");
 }
 
@@ -50,10 +53,11 @@ main(int argc, char **argv)
         {"bind", required_argument, 0, 'b'},        {"control", required_argument, 0, 'c'},
         {"data", required_argument, 0, 'd'},        {"watchdog-ms", required_argument, 0, 'w'},
         {"max-engines", required_argument, 0, 'm'}, {"help", no_argument, 0, 'h'},
+        {"status", required_argument, 0, 's'},
         {0, 0, 0, 0}};
     int c;
     bool verbose = false;
-    while ((c = getopt_long(argc, argv, "b:c:d:w:m:hv", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:c:d:w:m:s:hv", longopts, NULL)) != -1) {
         switch (c) {
         case 'b': o.bind = optarg; break;
         case 'c': o.control = optarg; break;
@@ -70,6 +74,7 @@ main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 's': o.status = optarg; break;
         case 'v': verbose = true; break;
         case 'h': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <msgpack.h>
 #include <zmq.h>
 
 #include "hf_control.h"
@@ -48,6 +49,9 @@ struct hf_aggregator_s {
     void *zctx;
     void *engines_sock;     /* ROUTER facing engines                 */
     void *control_sock;     /* ROUTER facing the CLI                 */
+    void *status_sock;      /* PUB: the status feed, NULL if none     */
+    uint64_t feed_dropped;  /* feed messages a full PUB queue refused  */
+    char status_ep[256];    /* the feed's endpoint as bound            */
     hf_session_t *sessions; /* max_engines                            */
     uint32_t nsessions;
     hf_record_t *recs;      /* S_GROUP_MAX: decoded records of the pending group */
@@ -135,6 +139,23 @@ hf_aggregator_open(const hf_aggregator_opts_t *opts, hf_err_t *err)
     self->control_sock = s_bind(self->zctx, opts->control, S_CONTROL_REQ_MAX);
     if (!self->control_sock)
         goto fail;
+    if (opts->status) {
+        int zero = 0, hwm = 10000;
+        self->status_sock = zmq_socket(self->zctx, ZMQ_PUB);
+        if (!self->status_sock) {
+            hf_log_error(S_LOG, "status feed socket: %s", zmq_strerror(errno));
+            goto fail;
+        }
+        zmq_setsockopt(self->status_sock, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_setsockopt(self->status_sock, ZMQ_SNDHWM, &hwm, sizeof hwm); /* bounded */
+        if (zmq_bind(self->status_sock, opts->status) != 0) {
+            hf_log_error(S_LOG, "bind status feed %s: %s", opts->status, zmq_strerror(errno));
+            goto fail;
+        }
+        size_t l3 = sizeof self->status_ep;
+        zmq_getsockopt(self->status_sock, ZMQ_LAST_ENDPOINT, self->status_ep, &l3);
+        hf_log_info(S_LOG, "status feed on %s", self->status_ep);
+    }
     /* Persist the caller's strings' lifetime problem away: keep copies. */
     self->opts.bind = strdup(opts->bind);
     self->opts.control = strdup(opts->control);
@@ -167,6 +188,12 @@ hf_aggregator_endpoint(const hf_aggregator_t *self)
     return self->endpoint;
 }
 
+const char *
+hf_aggregator_status_endpoint(const hf_aggregator_t *self)
+{
+    return self->status_sock ? self->status_ep : NULL;
+}
+
 void
 hf_aggregator_close(hf_aggregator_t **self_p)
 {
@@ -178,6 +205,8 @@ hf_aggregator_close(hf_aggregator_t **self_p)
         zmq_close(self->engines_sock);
     if (self->control_sock)
         zmq_close(self->control_sock);
+    if (self->status_sock)
+        zmq_close(self->status_sock);
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     hf_store_close(&self->store);
@@ -233,6 +262,112 @@ s_refuse(hf_aggregator_t *self, const char *rid, const char *why, hf_err_t rc)
     hf_log_warn(S_LOG, "frame refused peer=%s reason=\"%s\" err=%s", rid, why, hf_errname(rc));
 }
 
+/* ---- status feed ---------------------------------------------------------
+ * One msgpack map per message, a frame of its own, topic-free (subscribers
+ * filter on the map). PUB drops for slow subscribers by design; the HWM
+ * bounds the queue and drops are counted. */
+
+typedef struct {
+    uint8_t buf[512];
+    size_t len;
+    bool full;
+} s_feed_buf_t;
+
+static int
+s_feed_write(void *data, const char *b, size_t n)
+{
+    s_feed_buf_t *f = data;
+    if (f->len + n > sizeof f->buf) {
+        f->full = true;
+        return -1;
+    }
+    memcpy(f->buf + f->len, b, n);
+    f->len += n;
+    return 0;
+}
+
+static void
+s_feed_str(msgpack_packer *pk, const char *k, const char *v)
+{
+    size_t kl = strlen(k), vl = strlen(v);
+    msgpack_pack_str(pk, kl);
+    msgpack_pack_str_body(pk, k, kl);
+    msgpack_pack_str(pk, vl);
+    msgpack_pack_str_body(pk, v, vl);
+}
+
+static void
+s_feed_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+    size_t kl = strlen(k);
+    msgpack_pack_str(pk, kl);
+    msgpack_pack_str_body(pk, k, kl);
+    msgpack_pack_uint64(pk, v);
+}
+
+static void
+s_feed_send(hf_aggregator_t *self, const s_feed_buf_t *f)
+{
+    if (f->full || zmq_send(self->status_sock, f->buf, f->len, ZMQ_DONTWAIT) < 0)
+        self->feed_dropped++;
+}
+
+/* {type:"availability", engine, state, reason, since_ns} */
+static void
+s_feed_availability(hf_aggregator_t *self, const hf_session_t *s)
+{
+    if (!self->status_sock)
+        return;
+    s_feed_buf_t f = {.len = 0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &f, s_feed_write);
+    msgpack_pack_map(&pk, 5);
+    s_feed_str(&pk, "type", "availability");
+    s_feed_str(&pk, "engine", s->engine);
+    s_feed_str(&pk, "state", hf_avail_name(s->avail));
+    s_feed_str(&pk, "reason", s->reason);
+    s_feed_u64(&pk, "since_ns", s->since_ns);
+    s_feed_send(self, &f);
+}
+
+/* {type:"run", engine, run, event, ts_ns}: a run event was committed */
+static void
+s_feed_run(hf_aggregator_t *self, const char *engine, const hf_record_t *r)
+{
+    if (!self->status_sock)
+        return;
+    s_feed_buf_t f = {.len = 0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &f, s_feed_write);
+    msgpack_pack_map(&pk, 5);
+    s_feed_str(&pk, "type", "run");
+    s_feed_str(&pk, "engine", engine);
+    s_feed_u64(&pk, "run", r->run);
+    s_feed_str(&pk, "event", hf_event_name(r->u.event.type));
+    s_feed_u64(&pk, "ts_ns", r->ts_ns);
+    s_feed_send(self, &f);
+}
+
+/* {type:"backlog", engine, pending_control, pending_data, drain_per_s, eta_ms, dropped} */
+static void
+s_feed_backlog(hf_aggregator_t *self, const hf_session_t *s)
+{
+    if (!self->status_sock)
+        return;
+    s_feed_buf_t f = {.len = 0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &f, s_feed_write);
+    msgpack_pack_map(&pk, 7);
+    s_feed_str(&pk, "type", "backlog");
+    s_feed_str(&pk, "engine", s->engine);
+    s_feed_u64(&pk, "pending_control", s->backlog.pending[HF_LANE_CONTROL]);
+    s_feed_u64(&pk, "pending_data", s->backlog.pending[HF_LANE_DATA]);
+    s_feed_u64(&pk, "drain_per_s", s->backlog.drain_per_s);
+    s_feed_u64(&pk, "eta_ms", s->backlog.eta_ms);
+    s_feed_u64(&pk, "dropped", s->backlog.dropped);
+    s_feed_send(self, &f);
+}
+
 static void s_maybe_reconcile(hf_aggregator_t *self, hf_session_t *s);
 
 static void
@@ -264,6 +399,7 @@ s_on_hello(hf_aggregator_t *self, const char *rid, const hf_hello_t *h, hf_ms_t 
         return;
     }
     s_send_welcome(self, rid, &w);
+    s_feed_availability(self, s); /* available (again), or reconnected: new reason */
     if (before != HF_AVAIL_AVAILABLE) {
         rc = hf_store_outage_end(self->store, h->engine, wall);
         if (rc != HF_OK)
@@ -316,7 +452,7 @@ s_flush_group(hf_aggregator_t *self)
     self->group_n = 0;
     if (!s || n == 0)
         return;
-    uint64_t acked = 0;
+    uint64_t acked = 0, before = s->acked[lane]; /* events above `before` are new */
     size_t dups = 0;
     hf_err_t rc = hf_store_commit(self->store, s->engine, s->epoch, lane, self->recs, n,
                                   hf_clock_wall_ns(), &acked, &dups);
@@ -344,8 +480,14 @@ s_flush_group(hf_aggregator_t *self)
     size_t len = 0;
     if (hf_frame_encode_ack(&a, buf, sizeof buf, &len) == HF_OK)
         s_reply(self, s->engine, buf, len);
-    if (lane == HF_LANE_CONTROL)
+    if (lane == HF_LANE_CONTROL) {
+        for (uint32_t i = 0; i < n && self->status_sock; i++)
+            if (self->recs[i].kind == HF_KIND_EVENT && self->recs[i].seq > before &&
+                self->recs[i].u.event.type != HF_EV_STEP &&
+                self->recs[i].u.event.type != HF_EV_CHANNELS)
+                s_feed_run(self, s->engine, &self->recs[i]);
         s_maybe_reconcile(self, s);
+    }
 }
 
 static void
@@ -401,10 +543,14 @@ s_on_engine_frame(hf_aggregator_t *self, const char *rid, const uint8_t *buf, si
         break;
     }
     case HF_FRAME_PONG: break;
-    case HF_FRAME_STATUS: hf_session_status(s, &f.u.status, now); break;
+    case HF_FRAME_STATUS:
+        hf_session_status(s, &f.u.status, now);
+        s_feed_backlog(self, s);
+        break;
     case HF_FRAME_BYE: {
         uint64_t wall = hf_clock_wall_ns();
         hf_session_bye(s, wall);
+        s_feed_availability(self, s);
         hf_log_info(S_LOG, "engine=%s unavailable reason=\"clean shutdown\"", s->engine);
         hf_err_t orc = hf_store_outage_begin(self->store, s->engine, wall, s->reason);
         if (orc != HF_OK)
@@ -568,6 +714,7 @@ hf_aggregator_run(hf_aggregator_t *self, volatile sig_atomic_t *stop)
             hf_session_t *s = &self->sessions[i];
             if (hf_session_tick(s, now, wall, self->opts.watchdog_ms)) {
                 hf_log_warn(S_LOG, "engine=%s unavailable reason=\"%s\"", s->engine, s->reason);
+                s_feed_availability(self, s);
                 hf_err_t orc = hf_store_outage_begin(self->store, s->engine, wall, s->reason);
                 if (orc != HF_OK)
                     hf_log_error(S_LOG, "engine=%s outage begin err=%s", s->engine,

@@ -462,3 +462,89 @@ Test(dispatcher, bad_endpoint_lists_are_refused, .timeout = 10)
     cr_assert_null(hf_dispatcher_open(&o, &err));
     cr_assert_eq(err, HF_EINVAL);
 }
+
+/* ---- status feed -------------------------------------------------------------- */
+
+#include <msgpack.h>
+#include <zmq.h>
+
+/* Wait (bounded) for a feed message whose map has key == want. */
+static bool
+s_feed_expect(void *sub, const char *key, const char *want, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 50) {
+        zmq_pollitem_t it = {.socket = sub, .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, 50) <= 0)
+            continue;
+        char buf[4096];
+        int n = zmq_recv(sub, buf, sizeof buf, 0);
+        if (n <= 0)
+            continue;
+        msgpack_unpacked up;
+        msgpack_unpacked_init(&up);
+        size_t off = 0;
+        bool hit = false;
+        if (msgpack_unpack_next(&up, buf, (size_t)n, &off) == MSGPACK_UNPACK_SUCCESS &&
+            up.data.type == MSGPACK_OBJECT_MAP) {
+            for (uint32_t i = 0; i < up.data.via.map.size; i++) {
+                msgpack_object_kv *kv = &up.data.via.map.ptr[i];
+                if (kv->key.type == MSGPACK_OBJECT_STR && kv->val.type == MSGPACK_OBJECT_STR &&
+                    kv->key.via.str.size == strlen(key) &&
+                    !memcmp(kv->key.via.str.ptr, key, strlen(key)) &&
+                    kv->val.via.str.size == strlen(want) &&
+                    !memcmp(kv->val.via.str.ptr, want, strlen(want)))
+                    hit = true;
+            }
+        }
+        msgpack_unpacked_destroy(&up);
+        if (hit)
+            return true;
+    }
+    return false;
+}
+
+Test(dispatcher, status_feed_publishes_availability_runs_and_a_clean_shutdown, .timeout = 60)
+{
+    char *root = s_tmpdir();
+    char data[300], spool[300];
+    snprintf(data, sizeof data, "%s/store", root);
+    snprintf(spool, sizeof spool, "%s/spool", root);
+    hf_aggregator_opts_t o = hf_aggregator_opts_default();
+    o.bind = "tcp://127.0.0.1:*";
+    o.control = "tcp://127.0.0.1:*";
+    o.status = "tcp://127.0.0.1:*";
+    o.data_dir = data;
+    hf_err_t err;
+    s_agg_t a;
+    memset(&a, 0, sizeof a);
+    a.agg = hf_aggregator_open(&o, &err);
+    cr_assert_not_null(a.agg);
+    cr_assert_not_null(hf_aggregator_status_endpoint(a.agg));
+    void *ctx = zmq_ctx_new();
+    void *sub = zmq_socket(ctx, ZMQ_SUB);
+    int zero = 0;
+    zmq_setsockopt(sub, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
+    cr_assert_eq(zmq_connect(sub, hf_aggregator_status_endpoint(a.agg)), 0);
+    cr_assert_eq(pthread_create(&a.thread, NULL, s_agg_main, &a), 0);
+
+    hf_dispatcher_t *d = s_disp_open(hf_aggregator_endpoint(a.agg), spool);
+    /* PUB/SUB joins late: a periodic message first proves the feed is up
+     * (the "available" at HELLO may go out before the subscription). */
+    cr_assert(s_feed_expect(sub, "type", "backlog", 10000), "backlog published");
+    hf_channel_t *ch = hf_dispatcher_channel(d);
+    hf_record_t r;
+    hf_record_event(&r, 5, 1, 1, HF_EV_RUN_STARTED, 0, "m");
+    cr_assert_eq(hf_channel_send(ch, &r), HF_OK);
+    cr_assert_eq(hf_channel_flush(ch), HF_OK);
+    cr_assert(s_feed_expect(sub, "event", "run_started", 10000), "run event published");
+    hf_dispatcher_close(&d);
+    cr_assert(s_feed_expect(sub, "reason", "clean shutdown", 10000), "BYE seen as clean");
+    a.stop = 1;
+    pthread_join(a.thread, NULL);
+    hf_aggregator_close(&a.agg);
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
+    s_rmrf(root);
+    free(root);
+}
