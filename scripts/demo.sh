@@ -127,6 +127,7 @@ lost=$(( committed > stored ? committed - stored : 0 ))
 final=$(grep '"kind":"event"' "$dir/export.jsonl" | grep -oE '"event":"(completed|failed|aborted|interrupted)"' | tail -1 | sed -E 's/.*:"(.*)"/\1/')
 final=${final:-running}
 samples_stored=$(grep -c '"kind":"sample"' "$dir/export.jsonl" || true)
+offline=$(grep -c '"observed_offline":true' "$dir/export.jsonl" || true)
 
 echo
 echo "==================== Holdfast demo ===================="
@@ -134,6 +135,7 @@ printf '%-34s %s\n' "engine summary" "$summary"
 printf '%-34s %s\n' "records committed by the engine" "$committed"
 printf '%-34s %s\n' "records stored by the aggregator" "$stored"
 printf '%-34s %s\n' "samples taken / stored" "$(kv samples) / $samples_stored"
+printf '%-34s %s\n' "replayed from the engine's backlog" "$offline (marked observed_offline in the export)"
 printf '%-34s %s\n' "lost" "$lost"
 printf '%-34s %s\n' "duplicates (by seq / by content)" "$dup_seq / $dup_content"
 printf '%-34s %s\n' "gaps in sequence numbers" "$gaps"
@@ -151,6 +153,7 @@ ok=1
 [ "$dup_seq" -eq 0 ] && [ "$dup_content" -eq 0 ] && [ "$gaps" -eq 0 ] || ok=0
 [ "$final" = completed ] || ok=0
 [ "$clean" -eq 1 ] || ok=0
+[ "$offline" -gt 0 ] || ok=0 # the outage's records came from the backlog
 [ "$(kv samples)" = "$samples_stored" ] || ok=0
 if [ $ok -eq 1 ]; then
     echo "demo: OK - nothing lost, nothing duplicated, run completed"

@@ -853,7 +853,7 @@ s_num_field(const msgpack_object *rec, const char *key, char *buf, size_t cap)
 }
 
 static const char *s_csv_header = "engine,epoch,lane,seq,ts_ns,mono_ns,kind,run,channel,value,"
-                                  "event,text\n";
+                                  "event,text,observed_offline\n";
 
 static void
 s_csv_record(FILE *out, const char *engine, const msgpack_object *rec)
@@ -895,8 +895,9 @@ s_csv_record(FILE *out, const char *engine, const msgpack_object *rec)
                  s_num_field(rec, "count", count, sizeof count),
                  s_str(rec, "reason", t2, sizeof t2));
     }
+    const char *offline = s_bool(rec, "observed_offline") ? "1" : "0";
     const char *fields[] = {engine, epoch, lane, seq, ts, mono, kind, run, channel, value,
-                            event, text};
+                            event, text, offline};
     size_t nf = sizeof fields / sizeof fields[0];
     for (size_t i = 0; i < nf; i++)
         s_csv_field(out, fields[i], i == nf - 1);

@@ -819,8 +819,9 @@ s_pack_record(msgpack_packer *pk, const hf_store_export_rec_t *x)
     case HF_KIND_GAP: extra = 5; break;
     default: break;
     }
-    msgpack_pack_map(pk, 7 + extra);
+    msgpack_pack_map(pk, 8 + extra);
     s_kv_epoch(pk, "epoch", x->epoch);
+    s_kv_bool(pk, "observed_offline", x->observed_offline);
     s_kv_str(pk, "lane", hf_lane_name(r->lane));
     s_kv_u64(pk, "seq", r->seq);
     s_kv_u64(pk, "ts_ns", r->ts_ns);

@@ -391,6 +391,14 @@ s_on_hello(hf_aggregator_t *self, const char *rid, const hf_hello_t *h, hf_ms_t 
         hf_log_error(S_LOG, "store refused HELLO engine=%s err=%s", h->engine, hf_errname(rc));
         return;
     }
+    for (uint8_t l = 0; l < HF_LANE_COUNT; l++) {
+        /* what the engine had committed before this connection began: its
+         * backlog, exported as observed offline */
+        hf_err_t brc = hf_store_note_backlog(self->store, h->engine, h->epoch, l, acked[l],
+                                             h->last_seq[l]);
+        if (brc != HF_OK)
+            hf_log_error(S_LOG, "engine=%s note backlog err=%s", h->engine, hf_errname(brc));
+    }
     hf_avail_t before = s->avail;
     hf_welcome_t w;
     rc = hf_session_hello(s, h, acked, now, wall, &w);

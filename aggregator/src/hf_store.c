@@ -59,6 +59,7 @@ struct hf_store_s {
     MDB_dbi db_runs;
     MDB_dbi db_gaps;    /* engine 0 ordinal lane first -> last: announced drops */
     MDB_dbi db_outages; /* engine 0 start_ns -> end_ns, reason: availability history */
+    MDB_dbi db_backlogs; /* engine 0 ordinal lane first -> last: records replayed from a backlog */
     size_t map_bytes; /* current map size (bytes)                 */
     size_t max_bytes; /* growth bound (bytes)                     */
     hf_err_t broken;  /* HF_OK, or the sticky error that broke us */
@@ -523,7 +524,7 @@ s_open_dbs(hf_store_t *self, MDB_txn *txn, void *ctx, hf_err_t *herr, int *noop)
     } dbs[] = {{"engines", &self->db_engines}, {"epochs", &self->db_epochs},
                {"ordinals", &self->db_ordinals}, {"records", &self->db_records},
                {"runs", &self->db_runs}, {"gaps", &self->db_gaps},
-               {"outages", &self->db_outages}};
+               {"outages", &self->db_outages}, {"backlogs", &self->db_backlogs}};
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         mrc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi);
         if (mrc != MDB_SUCCESS)
@@ -1221,6 +1222,83 @@ hf_store_close_open_runs(hf_store_t *self, const char *engine, uint64_t keep, co
     return rc;
 }
 
+/* Is seq inside a [first, last] range stored in dbi for (engine, ord,
+ * lane)? Ranges are keyed by their first seq; the candidate is the range
+ * with the largest first <= seq. */
+static int
+s_in_range(MDB_cursor *cur, const char *engine, size_t elen, uint32_t ord, uint8_t lane,
+           uint64_t seq, bool *in, uint64_t *first_out, uint64_t *last_out)
+{
+    uint8_t kb[S_KEY_MAX];
+    size_t klen = s_key_rec(kb, engine, elen, ord, lane, seq);
+    MDB_val k = {klen, kb}, v;
+    *in = false;
+    int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    bool exact = mrc == MDB_SUCCESS && k.mv_size == klen && memcmp(k.mv_data, kb, klen) == 0;
+    if (!exact) {
+        mrc = mrc == MDB_NOTFOUND ? mdb_cursor_get(cur, &k, &v, MDB_LAST)
+                                  : mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    }
+    if (mrc == MDB_NOTFOUND)
+        return MDB_SUCCESS;
+    if (mrc != MDB_SUCCESS)
+        return mrc;
+    if (k.mv_size != klen || memcmp(k.mv_data, kb, klen - 8) != 0 || v.mv_size != 8)
+        return MDB_SUCCESS; /* another engine, epoch or lane */
+    uint64_t first = s_get64((const uint8_t *)k.mv_data + klen - 8);
+    uint64_t last = s_get64(v.mv_data);
+    if (first <= seq && seq <= last) {
+        *in = true;
+        *first_out = first;
+        *last_out = last;
+    }
+    return MDB_SUCCESS;
+}
+
+typedef struct {
+    const char *engine;
+    size_t elen;
+    uint64_t epoch;
+    uint8_t lane;
+    uint64_t first, last;
+} s_backlog_ctx_t;
+
+static int
+s_backlog_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *noop)
+{
+    s_backlog_ctx_t *c = vctx;
+    uint8_t kb[S_KEY_MAX], vb[8];
+    MDB_val k = {s_key_u64(kb, c->engine, c->elen, c->epoch), kb}, v;
+    int mrc = mdb_get(txn, self->db_epochs, &k, &v);
+    if (mrc == MDB_NOTFOUND) {
+        *herr = HF_ENOTFOUND; /* HELLO is noted first; an unknown epoch is a caller bug */
+        *noop = 1;
+        return MDB_SUCCESS;
+    }
+    if (mrc != MDB_SUCCESS || v.mv_size < 4)
+        return mrc != MDB_SUCCESS ? mrc : MDB_CORRUPTED;
+    uint32_t ord = s_get32(v.mv_data);
+    MDB_val rk = {s_key_rec(kb, c->engine, c->elen, ord, c->lane, c->first), kb};
+    s_put64(vb, c->last);
+    MDB_val rv = {8, vb};
+    return mdb_put(txn, self->db_backlogs, &rk, &rv, 0);
+}
+
+hf_err_t
+hf_store_note_backlog(hf_store_t *self, const char *engine, uint64_t epoch, uint8_t lane,
+                      uint64_t acked, uint64_t last)
+{
+    hf_err_t rc = s_check(self);
+    if (rc != HF_OK)
+        return rc;
+    s_backlog_ctx_t c = {engine, 0, epoch, lane, acked + 1, last};
+    if (s_engine_arg(engine, &c.elen) != HF_OK || lane >= HF_LANE_COUNT)
+        return HF_EINVAL;
+    if (last <= acked)
+        return HF_OK;
+    return s_write(self, "backlog", s_backlog_txn, &c);
+}
+
 typedef struct {
     const char *engine;
     size_t elen;
@@ -1677,6 +1755,13 @@ hf_store_export(hf_store_t *self, const char *engine, const hf_store_export_opts
     }
     if (mrc == MDB_SUCCESS)
         mrc = mdb_cursor_open(txn, self->db_records, &cur);
+    MDB_cursor *bcur = NULL;
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_cursor_open(txn, self->db_backlogs, &bcur);
+    /* the backlog range the previous record fell in (most fall in the same) */
+    uint32_t b_ord = UINT32_MAX;
+    uint8_t b_lane = 0xff;
+    uint64_t b_first = 1, b_last = 0;
 
     uint8_t prefix[S_KEY_MAX];
     size_t plen = s_key_prefix(prefix, engine, elen);
@@ -1762,6 +1847,22 @@ hf_store_export(hf_store_t *self, const char *engine, const hf_store_export_opts
         }
         out.epoch = cache->epoch;
         out.ordinal = ord;
+        if (b_ord == ord && b_lane == lane && b_first <= seq && seq <= b_last) {
+            out.observed_offline = true;
+        } else {
+            bool in = false;
+            uint64_t f = 0, l = 0;
+            mrc = s_in_range(bcur, engine, elen, ord, lane, seq, &in, &f, &l);
+            if (mrc != MDB_SUCCESS)
+                break;
+            out.observed_offline = in;
+            if (in) {
+                b_ord = ord;
+                b_lane = lane;
+                b_first = f;
+                b_last = l;
+            }
+        }
         out.channels = NULL;
         if (out.rec.kind == HF_KIND_SAMPLE && out.rec.run != 0) {
             if (!cache->have_run || cache->run != out.rec.run) {
@@ -1793,6 +1894,8 @@ hf_store_export(hf_store_t *self, const char *engine, const hf_store_export_opts
     }
     if (cur)
         mdb_cursor_close(cur);
+    if (bcur)
+        mdb_cursor_close(bcur);
     mdb_txn_abort(txn);
     free(cache);
     if (taken)

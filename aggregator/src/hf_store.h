@@ -110,6 +110,12 @@ HF_EXPORT hf_err_t hf_store_commit(hf_store_t *self, const char *engine, uint64_
 HF_EXPORT hf_err_t hf_store_close_open_runs(hf_store_t *self, const char *engine, uint64_t keep,
                                             const char *cause, size_t *ended);
 
+/* At HELLO the engine had committed lane records up to last; the store had
+ * up to acked: records (acked, last] of (engine, epoch, lane) come from the
+ * backlog and are exported as observed offline. No-op when last <= acked. */
+HF_EXPORT hf_err_t hf_store_note_backlog(hf_store_t *self, const char *engine, uint64_t epoch,
+                                         uint8_t lane, uint64_t acked, uint64_t last);
+
 /* Availability history: an outage begins (the engine went unavailable at
  * start_ns, aggregator wall clock, for reason) and ends (it said HELLO
  * again). begin is a no-op while an outage of the engine is open; end
@@ -212,6 +218,9 @@ typedef struct {
     hf_record_t rec;      /* decoded record (rec.seq, rec.lane set)               */
     const char *channels; /* the run's channel names (comma-separated) or NULL;
                              borrowed, valid during the callback only           */
+    bool observed_offline; /* it came from the engine's backlog (it was already
+                              in the engine's spool when the connection that
+                              brought it began), not seen live                */
 } hf_store_export_rec_t;
 
 /* Return 0 to take the record and continue, non-zero to refuse it and stop

@@ -243,21 +243,6 @@ hf_dispatcher_open(const hf_dispatcher_opts_t *opts, hf_err_t *err)
     }
     self->spool_dir = strdup(opts->spool_dir);
     self->opts.spool_dir = self->spool_dir;
-    {
-        /* One group must stay a small part of the spool (about 1%, at ~40
-         * bytes a record), or the headroom kept for the full-spool policy
-         * could not hold it. Only matters for small spools. */
-        size_t cap = opts->spool_max_bytes / 100 / 40;
-        if (cap < 64)
-            cap = 64;
-        if (self->opts.staging_max > cap) {
-            hf_log_info(S_LOG, "staging_max=%u lowered to %zu for a %zu-byte spool",
-                        self->opts.staging_max, cap, opts->spool_max_bytes);
-            self->opts.staging_max = (uint32_t)cap;
-            if (self->opts.commit_max > cap)
-                self->opts.commit_max = (uint32_t)cap;
-        }
-    }
     self->channel.ops = &s_channel_ops;
     self->channel.impl = self;
 
@@ -290,6 +275,22 @@ hf_dispatcher_open(const hf_dispatcher_opts_t *opts, hf_err_t *err)
     self->spool = hf_spool_open(opts->spool_dir, &so, &rc);
     if (!self->spool)
         goto fail;
+    {
+        /* One group must stay a small part of the spool (about 1%, at ~40
+         * bytes a record), or the headroom kept for the full-spool policy
+         * could not hold it. The bound is the spool's real one: a disk
+         * with less room than --spool-max-bytes lowers it (hf_spool.c). */
+        size_t cap = hf_spool_limit_bytes(self->spool) / 100 / 40;
+        if (cap < 64)
+            cap = 64;
+        if (self->opts.staging_max > cap) {
+            hf_log_info(S_LOG, "staging_max=%u lowered to %zu for a %zu-byte spool",
+                        self->opts.staging_max, cap, hf_spool_limit_bytes(self->spool));
+            self->opts.staging_max = (uint32_t)cap;
+            if (self->opts.commit_max > cap)
+                self->opts.commit_max = (uint32_t)cap;
+        }
+    }
 
     hf_link_opts_t lo = {
         .engine_id = self->engine,
@@ -478,9 +479,11 @@ s_send(void *impl, const hf_record_t *rec)
     if (!rec || rec->kind < HF_KIND_SAMPLE || rec->kind > HF_KIND_GAP)
         return HF_EINVAL;
     pthread_mutex_lock(&self->mu);
-    while (self->fill_count == self->opts.staging_max && !self->stopping && !self->interrupted)
+    /* >=, not ==: the worker may have put its "backlog drained" alarm in
+     * the one slot kept beyond staging_max. */
+    while (self->fill_count >= self->opts.staging_max && !self->stopping && !self->interrupted)
         s_wait_slice(self);
-    if (self->stopping || (self->interrupted && self->fill_count == self->opts.staging_max)) {
+    if (self->stopping || (self->interrupted && self->fill_count >= self->opts.staging_max)) {
         pthread_mutex_unlock(&self->mu);
         return HF_ECLOSED;
     }

@@ -946,3 +946,46 @@ Test(store, outages_are_recorded_closed_on_return_and_listed_newest_first)
     cr_assert_eq(hf_store_outages_each(st, "bad id!", s_out_cb, &l), HF_EINVAL);
     hf_store_close(&st);
 }
+
+typedef struct {
+    uint64_t seq[64];
+    bool off[64];
+    size_t n;
+} s_offl_t;
+
+static int
+s_offl_cb(const hf_store_export_rec_t *x, void *arg)
+{
+    s_offl_t *l = arg;
+    if (l->n < 64) {
+        l->seq[l->n] = x->rec.seq;
+        l->off[l->n] = x->observed_offline;
+        l->n++;
+    }
+    return 0;
+}
+
+Test(store, records_from_a_backlog_export_as_observed_offline)
+{
+    hf_store_t *st = s_open();
+    cr_assert_eq(hf_store_note_hello(st, "e", EPOCH_A, 0, 0, T0), HF_OK);
+    s_commit_range(st, "e", EPOCH_A, HF_LANE_DATA, 1, 1, 3); /* live */
+    /* the engine reconnects with 4..8 already in its spool */
+    cr_assert_eq(hf_store_note_backlog(st, "e", EPOCH_A, HF_LANE_DATA, 3, 8), HF_OK);
+    cr_assert_eq(hf_store_note_backlog(st, "e", EPOCH_A, HF_LANE_CONTROL, 0, 0), HF_OK, "no-op");
+    s_commit_range(st, "e", EPOCH_A, HF_LANE_DATA, 1, 4, 10); /* 4..8 backlog, 9..10 live */
+    cr_assert_eq(hf_store_note_backlog(st, "nope", EPOCH_A, HF_LANE_DATA, 0, 5), HF_ENOTFOUND,
+                 "an epoch never seen");
+    s_offl_t l = {.n = 0};
+    hf_store_export_opts_t o = {0, -1, 100, 0};
+    hf_store_pos_t pos;
+    memset(&pos, 0, sizeof pos);
+    bool done = false;
+    cr_assert_eq(hf_store_export(st, "e", &o, &pos, s_offl_cb, &l, NULL, &done), HF_OK);
+    cr_assert(done);
+    cr_assert_eq(l.n, 10);
+    for (size_t i = 0; i < l.n; i++)
+        cr_assert_eq(l.off[i], l.seq[i] >= 4 && l.seq[i] <= 8, "seq %llu offline=%d",
+                     (unsigned long long)l.seq[i], (int)l.off[i]);
+    hf_store_close(&st);
+}
