@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all build deps configure test demo asan bench soak clean
+.PHONY: all build deps configure test demo asan bench soak fuzz clean
 
 all: build
 
@@ -38,6 +38,16 @@ bench: deps
 	$(MAKE) build
 	HF_BIN=$(BUILD) scripts/bench.sh
 
+# libFuzzer over every decoder facing outside input (clang). FUZZ_SECONDS
+# per target; crashes land in $(FUZZ_BUILD)/crashes and fail the target.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@scripts/deps.sh --fuzz
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DHF_FUZZ=ON -DHF_BUILD_TESTS=OFF
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_frame fuzz_record fuzz_control fuzz_method
+	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 # Long runs, not in CI: 200 engine kills, 200,000 simulated schedules.
 soak: deps
 	$(MAKE) build
@@ -45,4 +55,4 @@ soak: deps
 	    ctest -V --output-on-failure --timeout 7200 -R 'e2e_engine_kill9|test_sim'
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

@@ -4,6 +4,9 @@
 set -euo pipefail
 pkgs=(gcc make cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev liblmdb-dev libcriterion-dev
       lmdb-utils)
+if [ "${1:-}" = --fuzz ]; then
+    pkgs=(clang libclang-rt-14-dev) # libFuzzer's runtime
+fi
 missing=()
 for p in "${pkgs[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
