@@ -148,6 +148,27 @@ s_has_prefix(const MDB_val *k, const uint8_t *prefix, size_t plen)
     return k->mv_size >= plen && memcmp(k->mv_data, prefix, plen) == 0;
 }
 
+/* Put cur on the newest key of engine in a database keyed engine 0 u64
+ * (runs, outages): *k / *v are that entry (k may point into kb, which the
+ * caller provides, S_KEY_MAX bytes). MDB_NOTFOUND when the engine has none. */
+static int
+s_seek_newest(MDB_cursor *cur, const char *engine, size_t elen, MDB_val *k, MDB_val *v,
+              uint8_t *kb)
+{
+    uint8_t prefix[S_KEY_MAX];
+    size_t plen = s_key_prefix(prefix, engine, elen);
+    k->mv_data = kb;
+    k->mv_size = s_key_u64(kb, engine, elen, UINT64_MAX);
+    int mrc = mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
+    if (mrc == MDB_NOTFOUND)
+        mrc = mdb_cursor_get(cur, k, v, MDB_LAST);
+    else if (mrc == MDB_SUCCESS && !s_has_prefix(k, prefix, plen))
+        mrc = mdb_cursor_get(cur, k, v, MDB_PREV);
+    if (mrc == MDB_SUCCESS && !s_has_prefix(k, prefix, plen))
+        mrc = MDB_NOTFOUND;
+    return mrc;
+}
+
 /* ---- rows ----------------------------------------------------------------- */
 
 static void
@@ -923,16 +944,12 @@ s_close_open_runs(hf_store_t *self, MDB_txn *txn, const char *engine, size_t ele
     MDB_cursor *cur = NULL;
     uint8_t prefix[S_KEY_MAX], kb[S_KEY_MAX], vb[S_RUN_ROW_MAX];
     size_t plen = s_key_prefix(prefix, engine, elen);
-    MDB_val k = {s_key_u64(kb, engine, elen, UINT64_MAX), kb}, v;
+    MDB_val k, v;
     hf_store_run_t row;
     int mrc = mdb_cursor_open(txn, self->db_runs, &cur);
     if (mrc != MDB_SUCCESS)
         return mrc;
-    mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    if (mrc == MDB_NOTFOUND)
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-    else if (mrc == MDB_SUCCESS && !s_has_prefix(&k, prefix, plen))
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    mrc = s_seek_newest(cur, engine, elen, &k, &v, kb);
     while (mrc == MDB_SUCCESS && s_has_prefix(&k, prefix, plen)) {
         memset(&row, 0, sizeof row);
         mrc = s_run_key_unpack(&k, &row);
@@ -1306,26 +1323,6 @@ typedef struct {
     const char *reason; /* NULL: end the open outage */
 } s_outage_ctx_t;
 
-/* The newest outage of engine: key and value, MDB_NOTFOUND if none. */
-static int
-s_outage_last(hf_store_t *self, MDB_cursor *cur, const char *engine, size_t elen, MDB_val *k,
-              MDB_val *v, uint8_t *kb)
-{
-    uint8_t prefix[S_KEY_MAX];
-    size_t plen = s_key_prefix(prefix, engine, elen);
-    (void)self;
-    k->mv_data = kb;
-    k->mv_size = s_key_u64(kb, engine, elen, UINT64_MAX);
-    int mrc = mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
-    if (mrc == MDB_NOTFOUND)
-        mrc = mdb_cursor_get(cur, k, v, MDB_LAST);
-    else if (mrc == MDB_SUCCESS && !s_has_prefix(k, prefix, plen))
-        mrc = mdb_cursor_get(cur, k, v, MDB_PREV);
-    if (mrc == MDB_SUCCESS && !s_has_prefix(k, prefix, plen))
-        mrc = MDB_NOTFOUND;
-    return mrc;
-}
-
 static int
 s_outage_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *noop)
 {
@@ -1337,7 +1334,7 @@ s_outage_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *no
     int mrc = mdb_cursor_open(txn, self->db_outages, &cur);
     if (mrc != MDB_SUCCESS)
         return mrc;
-    mrc = s_outage_last(self, cur, c->engine, c->elen, &k, &v, kb);
+    mrc = s_seek_newest(cur, c->engine, c->elen, &k, &v, kb);
     bool open = mrc == MDB_SUCCESS && v.mv_size >= 8 && s_get64(v.mv_data) == 0;
     if (mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND) {
         mdb_cursor_close(cur);
@@ -1408,7 +1405,7 @@ hf_store_outages_each(hf_store_t *self, const char *engine, hf_store_outage_fn *
     if (mrc == MDB_SUCCESS) {
         if (engine) {
             uint8_t kb[S_KEY_MAX];
-            mrc = s_outage_last(self, cur, engine, elen, &k, &v, kb);
+            mrc = s_seek_newest(cur, engine, elen, &k, &v, kb);
         } else {
             mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
         }
@@ -1545,13 +1542,7 @@ s_runs_of(hf_store_t *self, MDB_cursor *cur, const char *engine, size_t elen, bo
         k.mv_size = plen;
         mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     } else {
-        k.mv_data = kb;
-        k.mv_size = s_key_u64(kb, engine, elen, UINT64_MAX);
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        if (mrc == MDB_NOTFOUND)
-            mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-        else if (mrc == MDB_SUCCESS && !s_has_prefix(&k, prefix, plen))
-            mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+        mrc = s_seek_newest(cur, engine, elen, &k, &v, kb);
     }
     while (mrc == MDB_SUCCESS && s_has_prefix(&k, prefix, plen)) {
         memset(row, 0, sizeof *row);

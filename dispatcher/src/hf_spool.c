@@ -1226,6 +1226,44 @@ s_prepare_dir(const char *dir, size_t *file_bytes)
 /* Reads (or, for a new environment, creates) meta and the lane databases,
  * checking the invariants. A foreign environment is refused before any
  * write: the txn is aborted, so data.mdb is not modified. */
+/* Open the named database (it must exist) and read its entry count and
+ * its first and last keys (8-byte BE seqs; 0 and 0 when empty).
+ * MDB_CORRUPTED for a key of another size. */
+static int
+s_open_db_bounds(MDB_txn *txn, const char *name, MDB_dbi *dbi, uint64_t *n, uint64_t *first,
+                 uint64_t *last)
+{
+    MDB_stat st;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    *n = *first = *last = 0;
+    int mrc = mdb_dbi_open(txn, name, 0, dbi);
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_stat(txn, *dbi, &st);
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_cursor_open(txn, *dbi, &cur);
+    if (mrc != MDB_SUCCESS)
+        return mrc;
+    *n = st.ms_entries;
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    if (mrc == MDB_SUCCESS) {
+        if (k.mv_size != 8) {
+            mrc = MDB_CORRUPTED;
+        } else {
+            *first = s_get_be64(k.mv_data);
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+            if (mrc == MDB_SUCCESS && k.mv_size != 8)
+                mrc = MDB_CORRUPTED;
+            else if (mrc == MDB_SUCCESS)
+                *last = s_get_be64(k.mv_data);
+        }
+    } else if (mrc == MDB_NOTFOUND) {
+        mrc = MDB_SUCCESS;
+    }
+    mdb_cursor_close(cur);
+    return mrc;
+}
+
 static hf_err_t
 s_load(hf_spool_t *self, bool *created)
 {
@@ -1351,87 +1389,44 @@ s_load(hf_spool_t *self, bool *created)
         goto corrupt;
     }
 
+    /* Every key of a lane lies in (acked, last_seq]; every key of "thin"
+     * (decimated data-lane history) is also below every key of "data". */
+    uint64_t first[HF_LANE_COUNT], last[HF_LANE_COUNT], n;
     for (int l = 0; l < HF_LANE_COUNT; l++) {
-        MDB_stat st;
-        MDB_cursor *cur = NULL;
-        MDB_val k;
         if (self->acked[l] > self->last_seq[l]) {
             why = "acked beyond last seq";
             goto corrupt;
         }
-        mrc = mdb_dbi_open(txn, s_lane_db[l], 0, &self->lane_dbi[l]);
+        mrc = s_open_db_bounds(txn, s_lane_db[l], &self->lane_dbi[l], &n, &first[l], &last[l]);
         if (mrc == MDB_NOTFOUND || mrc == MDB_INCOMPATIBLE) {
             why = "lane database missing";
             goto corrupt;
         }
-        if (mrc == MDB_SUCCESS)
-            mrc = mdb_stat(txn, self->lane_dbi[l], &st);
-        if (mrc == MDB_SUCCESS)
-            mrc = mdb_cursor_open(txn, self->lane_dbi[l], &cur);
-        if (mrc != MDB_SUCCESS)
-            goto mdb_fail;
-        self->depth[l] = st.ms_entries;
-        /* Every stored key must lie in (acked, last_seq]. */
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-        if (mrc == MDB_SUCCESS) {
-            bool ok = k.mv_size == 8 && s_get_be64(k.mv_data) > self->acked[l];
-            if (ok)
-                mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-            ok = ok && mrc == MDB_SUCCESS && k.mv_size == 8 &&
-                 s_get_be64(k.mv_data) <= self->last_seq[l];
-            if (!ok && mrc == MDB_SUCCESS) {
-                mdb_cursor_close(cur);
-                why = "lane holds seqs outside (acked, last]";
-                goto corrupt;
-            }
-        }
-        mdb_cursor_close(cur);
-        if (mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
-            goto mdb_fail;
-    }
-    {
-        /* "thin" holds decimated data-lane records, all older than "data". */
-        MDB_stat st;
-        MDB_cursor *cur = NULL;
-        MDB_val k;
-        mrc = mdb_dbi_open(txn, "thin", 0, &self->thin_dbi);
-        if (mrc == MDB_NOTFOUND || mrc == MDB_INCOMPATIBLE) {
-            why = "thin database missing";
+        if (mrc == MDB_CORRUPTED || (n && (first[l] <= self->acked[l] ||
+                                           last[l] > self->last_seq[l]))) {
+            why = "lane holds seqs outside (acked, last]";
             goto corrupt;
         }
-        if (mrc == MDB_SUCCESS)
-            mrc = mdb_stat(txn, self->thin_dbi, &st);
-        if (mrc == MDB_SUCCESS)
-            mrc = mdb_cursor_open(txn, self->thin_dbi, &cur);
         if (mrc != MDB_SUCCESS)
             goto mdb_fail;
-        self->thin_depth = st.ms_entries;
-        self->depth[HF_LANE_DATA] += st.ms_entries;
-        uint64_t data_first = UINT64_MAX;
-        MDB_cursor *dc = NULL;
-        if (mdb_cursor_open(txn, self->lane_dbi[HF_LANE_DATA], &dc) == MDB_SUCCESS) {
-            if (mdb_cursor_get(dc, &k, &v, MDB_FIRST) == MDB_SUCCESS && k.mv_size == 8)
-                data_first = s_get_be64(k.mv_data);
-            mdb_cursor_close(dc);
-        }
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-        if (mrc == MDB_SUCCESS) {
-            bool ok = k.mv_size == 8 && s_get_be64(k.mv_data) > self->acked[HF_LANE_DATA];
-            if (ok)
-                mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-            ok = ok && mrc == MDB_SUCCESS && k.mv_size == 8 &&
-                 s_get_be64(k.mv_data) < data_first &&
-                 s_get_be64(k.mv_data) <= self->last_seq[HF_LANE_DATA];
-            if (!ok && mrc == MDB_SUCCESS) {
-                mdb_cursor_close(cur);
-                why = "thin database holds seqs outside (acked, first of data)";
-                goto corrupt;
-            }
-        }
-        mdb_cursor_close(cur);
-        if (mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
-            goto mdb_fail;
+        self->depth[l] = n;
     }
+    uint64_t tfirst, tlast;
+    mrc = s_open_db_bounds(txn, "thin", &self->thin_dbi, &n, &tfirst, &tlast);
+    if (mrc == MDB_NOTFOUND || mrc == MDB_INCOMPATIBLE) {
+        why = "thin database missing";
+        goto corrupt;
+    }
+    if (mrc == MDB_CORRUPTED ||
+        (n && (tfirst <= self->acked[HF_LANE_DATA] || tlast > self->last_seq[HF_LANE_DATA] ||
+               (self->depth[HF_LANE_DATA] && tlast >= first[HF_LANE_DATA])))) {
+        why = "thin database holds seqs outside (acked, first of data)";
+        goto corrupt;
+    }
+    if (mrc != MDB_SUCCESS)
+        goto mdb_fail;
+    self->thin_depth = n;
+    self->depth[HF_LANE_DATA] += n;
     /* Nothing was written; committing (not aborting) keeps the dbi handles
      * open for later transactions. */
     mrc = mdb_txn_commit(txn);
