@@ -28,6 +28,8 @@ typedef struct {
     size_t store_max_bytes;/* bound on the store's map (default 64 GiB)                */
     const char *status;    /* status feed (ZeroMQ PUB), e.g. "tcp://127.0.0.1:5557";
                               NULL: none. Messages: docs/cli.md, "status feed"   */
+    uint32_t command_timeout_ms; /* a command the engine has not answered in this
+                                    long is answered "outcome unknown" (default 10000) */
 } hf_aggregator_opts_t;
 
 HF_EXPORT hf_aggregator_opts_t hf_aggregator_opts_default(void);
@@ -36,6 +38,8 @@ HF_EXPORT hf_aggregator_opts_t hf_aggregator_opts_default(void);
 HF_EXPORT hf_aggregator_t *hf_aggregator_open(const hf_aggregator_opts_t *opts, hf_err_t *err);
 /* The engines' endpoint as bound (a '*' port resolved); borrowed. */
 HF_EXPORT const char *hf_aggregator_endpoint(const hf_aggregator_t *self);
+/* The control endpoint as bound (a '*' port resolved); borrowed. */
+HF_EXPORT const char *hf_aggregator_control_endpoint(const hf_aggregator_t *self);
 /* The status feed's endpoint as bound, or NULL when there is none; borrowed. */
 HF_EXPORT const char *hf_aggregator_status_endpoint(const hf_aggregator_t *self);
 /* Serve until *stop becomes non-zero (checked at least every 100 ms). */

@@ -31,6 +31,8 @@ typedef enum {
     HF_EIO = 10,      /* operating-system I/O error; detail was logged   */
     HF_ENOTFOUND = 11,/* no such engine, run, key or file                */
     HF_EUNAVAIL = 12, /* target exists but is not reachable now          */
+    HF_ESUPERSEDED = 13, /* a command was cancelled by a later abort      */
+    HF_EUNKNOWN = 14, /* outcome unknown: the peer went away before it answered */
 } hf_err_t;
 
 /* Human-readable message; never NULL ("unknown error (N)" for others). */

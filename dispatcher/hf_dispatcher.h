@@ -108,6 +108,14 @@ HF_EXPORT hf_err_t hf_dispatcher_drain(hf_dispatcher_t *self, uint32_t timeout_m
  * handler. Records already committed stay in the spool. */
 HF_EXPORT void hf_dispatcher_interrupt(hf_dispatcher_t *self);
 
+/* Commands from the aggregator(s) (docs/commands.md), in arrival order.
+ * Waits until deadline_mono_ns (hf_clock_mono_ns) for one: HF_OK and *out
+ * (its body, if any, stays valid until the next call or close),
+ * HF_ETIMEDOUT, or HF_ECLOSED once interrupted or closing. For the thread
+ * that runs the engine's controller; answer with hf_controller_command. */
+HF_EXPORT hf_err_t hf_dispatcher_next_command(hf_dispatcher_t *self, uint64_t deadline_mono_ns,
+                                              hf_command_t *out);
+
 /* Flush what was sent, stop the worker, close the spool; NULL-safe,
  * sets *self_p to NULL. Records not yet acked stay in the spool. */
 HF_EXPORT void hf_dispatcher_close(hf_dispatcher_t **self_p);

@@ -9,7 +9,9 @@
  * The run is a state machine driven by time passed in (sans-I/O):
  *
  *   IDLE --start--> RUNNING --last step ends--> COMPLETED
- *                   RUNNING --abort--> ABORTED
+ *                   RUNNING <--pause/resume--> PAUSED
+ *                   RUNNING|PAUSED --abort--> ABORTED
+ *                   RUNNING|PAUSED --interrupt--> INTERRUPTED
  *                   RUNNING --hal disconnected/fatal, or a write that keeps
  *                             failing--> INTERRUPTED
  *
@@ -30,6 +32,7 @@
 #include "hf_channel.h"
 #include "hf_err.h"
 #include "hf_hal.h"
+#include "hf_proto.h"
 #include "hf_record.h"
 
 #ifdef __cplusplus
@@ -129,6 +132,7 @@ typedef struct {
     uint64_t hw_errors;    /* hw_error records emitted                                */
     uint64_t send_errors;  /* records the channel refused (not retried)               */
     uint32_t step;         /* index of the current step (step count once finished)    */
+    uint64_t paused_ns;    /* ns spent paused                                         */
 } hf_run_counters_t;
 
 typedef struct hf_run_s hf_run_t;
@@ -161,14 +165,104 @@ HF_EXPORT hf_err_t hf_run_start(hf_run_t *self, uint64_t mono_ns, uint64_t wall_
  * or the first send error met (the run goes on; see counters). Never
  * allocates. */
 HF_EXPORT hf_err_t hf_run_tick(hf_run_t *self, uint64_t mono_ns, uint64_t *next_mono_ns);
+/* (PAUSED: HF_OK, nothing done, *next_mono_ns HF_RUN_NEVER.) */
 
-/* RUNNING -> ABORTED at mono_ns: emits HF_EV_ABORTED. Nothing further is
- * sampled or written. HF_ESTATE if not RUNNING. */
+/* RUNNING|PAUSED -> ABORTED at mono_ns: emits HF_EV_ABORTED. Nothing
+ * further is sampled or written. HF_ESTATE otherwise. */
 HF_EXPORT hf_err_t hf_run_abort(hf_run_t *self, uint64_t mono_ns);
+
+/* RUNNING -> PAUSED at mono_ns: first does everything due up to mono_ns
+ * (as tick), then emits HF_EV_PAUSED with reason (NULL: "paused"). While
+ * paused, tick does nothing (HF_OK, next HF_RUN_NEVER): no sample is due,
+ * none is late or missed, actuators keep their last value. HF_ESTATE if
+ * not RUNNING, or if the run ended while catching up. */
+HF_EXPORT hf_err_t hf_run_pause(hf_run_t *self, uint64_t mono_ns, const char *reason);
+
+/* PAUSED -> RUNNING at mono_ns: every pending deadline moves later by the
+ * time paused; emits HF_EV_RESUMED with reason (NULL: "resumed").
+ * HF_ESTATE if not PAUSED. */
+HF_EXPORT hf_err_t hf_run_resume(hf_run_t *self, uint64_t mono_ns, const char *reason);
+
+/* RUNNING|PAUSED -> INTERRUPTED at mono_ns: emits HF_EV_INTERRUPTED with
+ * reason (the engine gave up, e.g. a device that did not come back).
+ * HF_ESTATE otherwise. */
+HF_EXPORT hf_err_t hf_run_interrupt(hf_run_t *self, uint64_t mono_ns, const char *reason);
 
 HF_EXPORT hf_run_state_t hf_run_state(const hf_run_t *self);
 HF_EXPORT uint64_t hf_run_id(const hf_run_t *self);
 HF_EXPORT void hf_run_counters(const hf_run_t *self, hf_run_counters_t *out);
+
+/* ---- the controller: one instrument, one run at a time, commands ---------- */
+
+/* The engine's command handler (docs/commands.md). It owns the current
+ * run and its method, and carries out operators' commands against them:
+ *
+ *   START name [method text]  idle (or the last run ended): load the
+ *                             method (the text if given, else
+ *                             methods_dir/NAME.method), start a run
+ *   PAUSE / RESUME            the running / paused run
+ *   ABORT                     the running or paused run
+ *   SET actuator value        write the actuator; refused while a run is
+ *                             running (the method drives the actuators)
+ *
+ * Every command is answered with exactly one COMMAND record on the channel
+ * (control lane, so it is durable and reaches the aggregator whatever the
+ * link does): result HF_OK and what was done, or the error and the reason.
+ * A command id seen before is not carried out again (at most once); it is
+ * answered HF_EPROTO "duplicate command id". Records a command causes (the
+ * run's events) go out before its COMMAND record.
+ *
+ * Sans-I/O like the run: time comes in as arguments. The only I/O is
+ * reading a method file for START by name.
+ */
+typedef struct hf_controller_s hf_controller_t;
+
+typedef struct {
+    const char *methods_dir;   /* START by name reads DIR/NAME.method; NULL:
+                                  only methods sent with the command      */
+    hf_run_opts_t run;         /* for every run                           */
+} hf_controller_opts_t;
+
+HF_EXPORT hf_controller_opts_t hf_controller_opts_default(void);
+
+/* hal (open) and channel are borrowed and must outlive the controller;
+ * opts is copied (methods_dir too). NULL on error with *err (HF_ENOMEM,
+ * HF_EINVAL). */
+HF_EXPORT hf_controller_t *hf_controller_new(const hf_hal_t *hal, hf_channel_t *channel,
+                                             const hf_controller_opts_t *opts, hf_err_t *err);
+
+/* NULL-safe; sets *self_p to NULL. Destroys the run and method it owns. */
+HF_EXPORT void hf_controller_destroy(hf_controller_t **self_p);
+
+/* Start a run of method (ownership passes to the controller, even on
+ * error) at mono_ns / wall_ns. Run ids increase strictly: wall_ns, or one
+ * more than the last run's id. HF_ESTATE if a run is running or paused;
+ * HF_ENOTFOUND if the method names something the instrument lacks (errbuf
+ * says what); else HF_OK or the channel's send error. */
+HF_EXPORT hf_err_t hf_controller_start(hf_controller_t *self, hf_method_t *method,
+                                       uint64_t mono_ns, uint64_t wall_ns, char *errbuf,
+                                       size_t errlen);
+
+/* Carry out cmd at mono_ns / wall_ns and send its COMMAND record. Returns
+ * the command's result (what the record says); the record's send error is
+ * counted in the run's counters and logged, not returned. */
+HF_EXPORT hf_err_t hf_controller_command(hf_controller_t *self, const hf_command_t *cmd,
+                                         uint64_t mono_ns, uint64_t wall_ns);
+
+/* Tick the current run (see hf_run_tick). With no run, or an ended one:
+ * HF_OK and *next_mono_ns HF_RUN_NEVER. */
+HF_EXPORT hf_err_t hf_controller_tick(hf_controller_t *self, uint64_t mono_ns,
+                                      uint64_t *next_mono_ns);
+
+/* Abort the current run if it is running or paused (signal, shutdown). */
+HF_EXPORT hf_err_t hf_controller_abort(hf_controller_t *self, uint64_t mono_ns);
+
+/* The current (or last) run: NULL before the first start. Borrowed. */
+HF_EXPORT const hf_run_t *hf_controller_run(const hf_controller_t *self);
+/* The current run's state, HF_RUN_IDLE before the first start. */
+HF_EXPORT hf_run_state_t hf_controller_state(const hf_controller_t *self);
+/* Commands carried out (any result) and refused as duplicates. */
+HF_EXPORT uint64_t hf_controller_commands(const hf_controller_t *self);
 
 #ifdef __cplusplus
 }

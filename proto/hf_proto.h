@@ -28,6 +28,8 @@ extern "C" {
 #define HF_PROTO_MAX_FRAME (8u << 20) /* bytes; larger frames are refused  */
 #define HF_PROTO_MAX_BATCH 16384     /* records in one BATCH frame         */
 #define HF_PROTO_MAX_RECORD 512      /* bytes of one encoded record        */
+#define HF_COMMAND_NAME_MAX 63       /* bytes of a command's name argument  */
+#define HF_COMMAND_BODY_MAX (256u << 10) /* bytes of a command's body (method text) */
 
 typedef enum {
     HF_FRAME_HELLO = 1,   /* engine -> aggregator, first on every connection */
@@ -38,6 +40,8 @@ typedef enum {
     HF_FRAME_PONG = 6,    /* reply to PING                                   */
     HF_FRAME_STATUS = 7,  /* engine -> aggregator, backlog figures, each heartbeat */
     HF_FRAME_BYE = 8,     /* engine -> aggregator, last frame of a clean shutdown */
+    HF_FRAME_COMMAND = 9, /* aggregator -> engine, an operator's command; the
+                             outcome returns as a COMMAND record (control lane) */
 } hf_frame_type_t;
 
 HF_EXPORT const char *hf_frame_name(uint8_t type); /* "HELLO", ... or "?" */
@@ -83,6 +87,17 @@ typedef struct {
     uint64_t spool_limit;                  /* bytes the spool may grow to         */
 } hf_status_t;
 
+/* COMMAND. body points into the decoded buffer (borrowed: valid as long
+ * as it); it is not NUL-terminated. */
+typedef struct {
+    uint64_t id;                          /* > 0, unique per aggregator store  */
+    uint8_t verb;                         /* hf_command_verb_t                 */
+    char name[HF_COMMAND_NAME_MAX + 1];   /* method (START) or actuator (SET)  */
+    double value;                         /* SET: the value                    */
+    const char *body;                     /* START: method text, or NULL       */
+    uint32_t body_len;                    /* bytes, <= HF_COMMAND_BODY_MAX     */
+} hf_command_t;
+
 typedef struct {
     uint8_t type;     /* hf_frame_type_t                                */
     uint16_t version; /* version field of the frame                     */
@@ -94,6 +109,7 @@ typedef struct {
         hf_ping_t ping; /* PING and PONG                               */
         hf_status_t status;
         hf_ping_t bye;  /* BYE: nonce unused (0)                        */
+        hf_command_t command;
     } u;
 } hf_frame_t;
 
@@ -121,6 +137,10 @@ HF_EXPORT hf_err_t hf_frame_encode_ping(const hf_ping_t *p, uint8_t *buf, size_t
 HF_EXPORT hf_err_t hf_frame_encode_pong(const hf_ping_t *p, uint8_t *buf, size_t cap,
                                         size_t *len);
 
+/* HF_EINVAL: id 0, unknown verb, name not NUL-terminated within
+ * HF_COMMAND_NAME_MAX, body over HF_COMMAND_BODY_MAX. */
+HF_EXPORT hf_err_t hf_frame_encode_command(const hf_command_t *c, uint8_t *buf, size_t cap,
+                                           size_t *len);
 HF_EXPORT hf_err_t hf_frame_encode_bye(uint8_t *buf, size_t cap, size_t *len);
 HF_EXPORT hf_err_t hf_frame_encode_status(const hf_status_t *st, uint8_t *buf, size_t cap,
                                           size_t *len);

@@ -35,7 +35,22 @@ typedef enum {
     HF_KIND_ALARM = 3,    /* control lane: raised / cleared                */
     HF_KIND_HW_ERROR = 4, /* control lane: a classified hardware error     */
     HF_KIND_GAP = 5,      /* control lane: a deliberate, announced drop    */
+    HF_KIND_COMMAND = 6,  /* control lane: the outcome of a command        */
 } hf_kind_t;
+#define HF_KIND_MAX 6
+
+/* Commands an operator sends an engine (docs/commands.md). */
+typedef enum {
+    HF_CMD_START = 1,  /* name: method name; body: method text (optional) */
+    HF_CMD_PAUSE = 2,
+    HF_CMD_RESUME = 3,
+    HF_CMD_ABORT = 4,
+    HF_CMD_SET = 5,    /* name: actuator; value                         */
+} hf_command_verb_t;
+#define HF_CMD_MAX 5
+HF_EXPORT const char *hf_command_verb_name(uint8_t verb); /* "start", ... or "?" */
+/* "start", ... -> HF_OK and *out; else HF_EINVAL. */
+HF_EXPORT hf_err_t hf_command_verb_parse(const char *s, uint8_t *out);
 
 typedef enum {
     HF_EV_RUN_STARTED = 1, /* text: method name; channel names follow in HF_EV_CHANNELS */
@@ -109,6 +124,12 @@ typedef struct {
             uint64_t count;              /* records dropped in the range  */
             uint8_t reason;              /* 1 decimate, 2 drop-oldest     */
         } gap;
+        struct {
+            uint64_t id;                 /* the command's id (aggregator's) */
+            uint8_t verb;                /* hf_command_verb_t             */
+            int32_t result;              /* hf_err_t: HF_OK or why not    */
+            char text[HF_TEXT_MAX + 1];  /* what was done, or the reason  */
+        } command;
     } u;
 } hf_record_t;
 

@@ -41,6 +41,7 @@
 
 #define S_DEFAULT_ENDPOINT "tcp://127.0.0.1:5556"
 #define S_DEFAULT_TIMEOUT 5000      /* ms                                 */
+#define S_COMMAND_TIMEOUT 15000     /* ms: longer than the aggregator's wait for an engine */
 #define S_MAX_TIMEOUT 3600000       /* ms                                 */
 #define S_MAX_REPLY (16 << 20)      /* bytes accepted in one reply        */
 #define S_EXPORT_PAGE 5000          /* records asked for per export page  */
@@ -63,6 +64,19 @@ static const char *s_usage =
     "  export --engine NAME [--run ID] [--lane control|data] [--format jsonl|csv]\n"
     "         [--out FILE]     records of an engine in order (epoch, lane, seq);\n"
     "                          format defaults to jsonl, output to stdout\n"
+    "\n"
+    "commands to an engine (each runs at most once; refused at once when the\n"
+    "engine is unavailable; docs/commands.md):\n"
+    "  start ENGINE METHOD     start METHOD (a name the engine knows)\n"
+    "  start ENGINE --file F   start the method in file F (sent with the command)\n"
+    "  pause ENGINE            pause the running run\n"
+    "  resume ENGINE           resume the paused run\n"
+    "  abort ENGINE            abort the run (supersedes commands still waiting)\n"
+    "  set ENGINE NAME VALUE   set an actuator (not while a run is running)\n"
+    "  --json                  print the reply as JSON\n"
+    "  exit status: 0 done, 3 refused (engine unavailable or unknown), 4 the engine\n"
+    "  answered with an error, 5 outcome unknown (link lost or no answer),\n"
+    "  6 superseded by an abort\n"
     "\n"
     "options:\n"
     "  --control ENDPOINT      aggregator control endpoint (default: $HOLDFAST_CONTROL,\n"
@@ -165,9 +179,10 @@ s_bool(const msgpack_object *map, const char *key)
 }
 
 /* Send one request and wait for its reply. Returns the reply map (valid
- * until the next call) or NULL after printing why. */
+ * until the next call), an error reply included, or NULL after printing
+ * why there is none. */
 static const msgpack_object *
-s_call(s_client_t *c, const msgpack_sbuffer *req)
+s_call_raw(s_client_t *c, const msgpack_sbuffer *req)
 {
     zframe_t *f = zframe_new(req->data, req->size);
     if (!f || zframe_send(&f, c->sock, 0) != 0) {
@@ -197,7 +212,15 @@ s_call(s_client_t *c, const msgpack_sbuffer *req)
         fprintf(stderr, "holdfast: malformed reply from %s\n", c->endpoint);
         return NULL;
     }
-    if (!s_bool(rep, "ok")) {
+    return rep;
+}
+
+/* As s_call_raw, but an error reply is printed and returns NULL. */
+static const msgpack_object *
+s_call(s_client_t *c, const msgpack_sbuffer *req)
+{
+    const msgpack_object *rep = s_call_raw(c, req);
+    if (rep && !s_bool(rep, "ok")) {
         char msg[512], err[64];
         s_str(rep, "msg", msg, sizeof msg);
         s_str(rep, "err", err, sizeof err);
@@ -894,6 +917,11 @@ s_csv_record(FILE *out, const char *engine, const msgpack_object *rec)
                  s_num_field(rec, "last", lastv, sizeof lastv),
                  s_num_field(rec, "count", count, sizeof count),
                  s_str(rec, "reason", t2, sizeof t2));
+    } else if (!strcmp(kind, "command")) {
+        char id[24], verb[16];
+        snprintf(text, sizeof text, "command=%s %s %s: %s",
+                 s_num_field(rec, "command", id, sizeof id), s_str(rec, "verb", verb, sizeof verb),
+                 s_str(rec, "result", t2, sizeof t2), s_str(rec, "text", t1, sizeof t1));
     }
     const char *offline = s_bool(rec, "observed_offline") ? "1" : "0";
     const char *fields[] = {engine, epoch, lane, seq, ts, mono, kind, run, channel, value,
@@ -1022,6 +1050,119 @@ s_cmd_export(s_client_t *c, const s_export_args_t *a)
     return rc;
 }
 
+/* ---- commands ------------------------------------------------------------------------ */
+
+/* Exit codes of the command verbs (docs/cli.md). */
+enum {
+    S_EXIT_REFUSED = 3,    /* engine unavailable or unknown: not sent     */
+    S_EXIT_ENGINE = 4,     /* the engine answered with an error           */
+    S_EXIT_UNKNOWN = 5,    /* outcome unknown (link lost, no answer)      */
+    S_EXIT_SUPERSEDED = 6, /* cancelled by a later abort before it was sent */
+};
+
+typedef struct {
+    const char *engine;
+    uint8_t verb;
+    const char *name;       /* START: method name; SET: actuator          */
+    const char *file;       /* START --file: method text read from here    */
+    double value;           /* SET                                         */
+} s_command_args_t;
+
+static char *
+s_read_file(const char *path, size_t max, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "holdfast: %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    bool bad = !buf || ferror(f);
+    fclose(f);
+    if (bad || n > max) {
+        fprintf(stderr, "holdfast: %s: %s\n", path,
+                bad ? "cannot read it" : "larger than a command may carry (64 KiB)");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static int
+s_cmd_command(s_client_t *c, const s_command_args_t *a, bool json)
+{
+    size_t body_len = 0;
+    char *body = NULL;
+    if (a->file) {
+        body = s_read_file(a->file, HF_CONTROL_MAX_REQUEST - 1024, &body_len);
+        if (!body)
+            return 1;
+    }
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4 + (a->name != NULL) + (a->verb == HF_CMD_SET) + (body != NULL));
+    s_pk_str(&pk, "v");
+    msgpack_pack_uint8(&pk, HF_CONTROL_VERSION);
+    s_pk_str(&pk, "cmd");
+    s_pk_str(&pk, "command");
+    s_pk_str(&pk, "engine");
+    s_pk_str(&pk, a->engine);
+    s_pk_str(&pk, "verb");
+    s_pk_str(&pk, hf_command_verb_name(a->verb));
+    if (a->name) {
+        s_pk_str(&pk, "name");
+        s_pk_str(&pk, a->name);
+    }
+    if (a->verb == HF_CMD_SET) {
+        s_pk_str(&pk, "value");
+        msgpack_pack_double(&pk, a->value);
+    }
+    if (body) {
+        s_pk_str(&pk, "body");
+        msgpack_pack_str(&pk, body_len);
+        msgpack_pack_str_body(&pk, body, body_len);
+    }
+    free(body);
+    const msgpack_object *rep = s_call_raw(c, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    if (!rep)
+        return S_EXIT_UNKNOWN; /* sent, perhaps carried out: we can't tell */
+    char text[512], err[64];
+    bool ok = s_bool(rep, "ok");
+    s_str(rep, ok ? "text" : "msg", text, sizeof text);
+    s_str(rep, "err", err, sizeof err);
+    uint64_t id = s_u64(rep, "id");
+    uint64_t code = s_u64(rep, "code");
+    if (json) {
+        s_json_value(stdout, rep);
+        fputc('\n', stdout);
+    } else if (ok) {
+        printf("%s %s: ok (command %llu): %s\n", hf_command_verb_name(a->verb), a->engine,
+               (unsigned long long)id, text);
+    } else {
+        fprintf(stderr, "holdfast: %s %s refused: %s (%s)\n", hf_command_verb_name(a->verb),
+                a->engine, text, err);
+    }
+    if (ok)
+        return 0;
+    char by[16];
+    if (!strcmp(s_str(rep, "by", by, sizeof by), "engine"))
+        return S_EXIT_ENGINE;
+    switch (code) {
+    case HF_EUNAVAIL:
+    case HF_ENOTFOUND:
+    case HF_EFULL: return S_EXIT_REFUSED;
+    case HF_EUNKNOWN: return S_EXIT_UNKNOWN;
+    case HF_ESUPERSEDED: return S_EXIT_SUPERSEDED;
+    default: return 1; /* a bad request, the store: the aggregator's side */
+    }
+}
+
 /* ---- argument parsing --------------------------------------------------------------- */
 
 /* Matches "--name VALUE" or "--name=VALUE" at argv[*i]; advances *i. Returns
@@ -1067,6 +1208,7 @@ main(int argc, char **argv)
     if (!endpoint || !*endpoint)
         endpoint = S_DEFAULT_ENDPOINT;
     uint64_t timeout = S_DEFAULT_TIMEOUT;
+    bool timeout_set = false;
     int i = 1;
     for (; i < argc; i++) {
         const char *val = NULL;
@@ -1083,6 +1225,7 @@ main(int argc, char **argv)
             if (m < 0 || !s_parse_u64(val, &timeout) || timeout == 0 || timeout > S_MAX_TIMEOUT)
                 return s_usage_error("--timeout needs a number of milliseconds (1..3600000)%s",
                                      NULL);
+            timeout_set = true;
         } else if (argv[i][0] == '-') {
             return s_usage_error("unknown option '%s'", argv[i]);
         } else {
@@ -1092,6 +1235,64 @@ main(int argc, char **argv)
     if (i >= argc)
         return s_usage_error("no command given%s", NULL);
     const char *cmd = argv[i++];
+
+    uint8_t verb = 0;
+    if (hf_command_verb_parse(cmd, &verb) == HF_OK) {
+        s_command_args_t a = {.verb = verb};
+        bool json = false;
+        int pos = 0;
+        for (; i < argc; i++) {
+            const char *val = NULL;
+            int m;
+            if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+                fputs(s_usage, stdout);
+                return 0;
+            }
+            if (!strcmp(argv[i], "--json")) {
+                json = true;
+            } else if (verb == HF_CMD_START && (m = s_opt(argc, argv, &i, "--file", &val)) != 0) {
+                if (m < 0 || !*val)
+                    return s_usage_error("--file needs a method file%s", NULL);
+                a.file = val;
+            } else if (argv[i][0] == '-' && !(verb == HF_CMD_SET && pos == 2)) {
+                return s_usage_error("unknown option '%s'", argv[i]);
+            } else if (pos == 0) {
+                if (!hf_engine_id_valid(argv[i]))
+                    return s_usage_error("'%s' is not an engine id ([A-Za-z0-9._-], 1-64 bytes)",
+                                         argv[i]);
+                a.engine = argv[i];
+                pos++;
+            } else if (pos == 1 && (verb == HF_CMD_START || verb == HF_CMD_SET)) {
+                if (strlen(argv[i]) > HF_COMMAND_NAME_MAX)
+                    return s_usage_error("name '%s' is too long (64 bytes at most)", argv[i]);
+                a.name = argv[i];
+                pos++;
+            } else if (pos == 2 && verb == HF_CMD_SET) {
+                char *end = NULL;
+                errno = 0;
+                a.value = strtod(argv[i], &end);
+                if (errno || !end || *end || end == argv[i])
+                    return s_usage_error("'%s' is not a number", argv[i]);
+                pos++;
+            } else {
+                return s_usage_error("unexpected argument '%s'", argv[i]);
+            }
+        }
+        if (!a.engine)
+            return s_usage_error("%s needs an ENGINE", cmd);
+        if (verb == HF_CMD_START && !a.name && !a.file)
+            return s_usage_error("start needs a METHOD name or --file FILE%s", NULL);
+        if (verb == HF_CMD_SET && pos != 3)
+            return s_usage_error("set needs ENGINE NAME VALUE%s", NULL);
+        if (!timeout_set)
+            timeout = S_COMMAND_TIMEOUT;
+        s_client_t c;
+        int rc = s_client_open(&c, endpoint, (int)timeout);
+        if (rc == 0)
+            rc = s_cmd_command(&c, &a, json);
+        s_client_close(&c);
+        return rc;
+    }
 
     const char *engine = NULL;
     uint64_t run = 0, limit = 0;

@@ -25,6 +25,7 @@
 #include "hf_control.h"
 
 #include <msgpack.h>
+#include <assert.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,7 @@ typedef struct {
     s_vtype_t t;
     uint64_t u;        /* S_UINT, S_BOOL          */
     int64_t i;         /* S_NEG                   */
+    double f;          /* S_FLOAT                 */
     const uint8_t *s;  /* S_STR, S_BIN: borrowed  */
     uint32_t n;        /* bytes of s              */
 } s_val_t;
@@ -164,8 +166,22 @@ s_rd_val(s_rd_t *r, s_val_t *v)
         }
         return 0;
     }
-    case 0xca: v->t = S_FLOAT; return s_rd_fixed(r, 4, &x);
-    case 0xcb: v->t = S_FLOAT; return s_rd_fixed(r, 8, &x);
+    case 0xca: {
+        v->t = S_FLOAT;
+        if (s_rd_fixed(r, 4, &x))
+            return -1;
+        uint32_t b = (uint32_t)x;
+        float f;
+        memcpy(&f, &b, sizeof f);
+        v->f = f;
+        return 0;
+    }
+    case 0xcb:
+        v->t = S_FLOAT;
+        if (s_rd_fixed(r, 8, &x))
+            return -1;
+        memcpy(&v->f, &x, sizeof v->f);
+        return 0;
     case 0xd9: v->t = S_STR; slen_bytes = 1; break;
     case 0xda: v->t = S_STR; slen_bytes = 2; break;
     case 0xdb: v->t = S_STR; slen_bytes = 4; break;
@@ -194,6 +210,7 @@ typedef enum {
     S_CMD_RUNS,
     S_CMD_EXPORT,
     S_CMD_HISTORY,
+    S_CMD_COMMAND,
 } s_cmd_t;
 
 typedef struct {
@@ -206,6 +223,8 @@ typedef struct {
     hf_store_pos_t pos;                /* zero = start                  */
     uint64_t max;                      /* 0 = default                   */
     uint64_t limit;                    /* 0 = default                   */
+    hf_command_t command;              /* COMMAND: id 0, body borrowed  */
+    bool has_verb;
 } s_req_t;
 
 static int
@@ -270,6 +289,8 @@ s_parse(const uint8_t *req, size_t len, s_req_t *q, char *msg, size_t msgcap)
                 q->cmd = S_CMD_EXPORT, q->cmd_name = "export";
             else if (s_str_is(&v, "history"))
                 q->cmd = S_CMD_HISTORY, q->cmd_name = "history";
+            else if (s_str_is(&v, "command"))
+                q->cmd = S_CMD_COMMAND, q->cmd_name = "command";
             else if (v.t == S_STR) {
                 snprintf(msg, msgcap, "unknown command '%.*s'", (int)(v.n > 32 ? 32 : v.n),
                          (const char *)v.s);
@@ -324,6 +345,50 @@ s_parse(const uint8_t *req, size_t len, s_req_t *q, char *msg, size_t msgcap)
                 snprintf(msg, msgcap, "'pos' must be the bin returned by a previous page");
                 return HF_EPROTO;
             }
+        } else if (!strcmp(key, "verb")) {
+            char verb[16];
+            if (v.t != S_STR || v.n >= sizeof verb) {
+                snprintf(msg, msgcap, "'verb' must be start, pause, resume, abort or set");
+                return HF_EINVAL;
+            }
+            memcpy(verb, v.s, v.n);
+            verb[v.n] = 0;
+            if (hf_command_verb_parse(verb, &q->command.verb) != HF_OK) {
+                snprintf(msg, msgcap, "unknown verb '%s': start, pause, resume, abort or set",
+                         verb);
+                return HF_EINVAL;
+            }
+            q->has_verb = true;
+        } else if (!strcmp(key, "name")) {
+            if (v.t == S_NIL)
+                continue;
+            if (v.t != S_STR || v.n > HF_COMMAND_NAME_MAX || memchr(v.s, 0, v.n)) {
+                snprintf(msg, msgcap, "'name' must be a string of at most %d bytes",
+                         HF_COMMAND_NAME_MAX);
+                return HF_EINVAL;
+            }
+            memcpy(q->command.name, v.s, v.n);
+            q->command.name[v.n] = 0;
+        } else if (!strcmp(key, "value")) {
+            if (v.t == S_FLOAT)
+                q->command.value = v.f;
+            else if (v.t == S_UINT)
+                q->command.value = (double)v.u;
+            else if (v.t == S_NEG)
+                q->command.value = (double)v.i;
+            else {
+                snprintf(msg, msgcap, "'value' must be a number");
+                return HF_EINVAL;
+            }
+        } else if (!strcmp(key, "body")) {
+            if (v.t == S_NIL)
+                continue;
+            if (v.t != S_STR) {
+                snprintf(msg, msgcap, "'body' must be a string (the method text)");
+                return HF_EINVAL;
+            }
+            q->command.body = (const char *)v.s;
+            q->command.body_len = v.n;
         }
         /* other keys: ignored, for forward compatibility */
     }
@@ -343,6 +408,18 @@ s_parse(const uint8_t *req, size_t len, s_req_t *q, char *msg, size_t msgcap)
     if (q->cmd == S_CMD_EXPORT && !q->has_engine) {
         snprintf(msg, msgcap, "export needs 'engine'");
         return HF_EINVAL;
+    }
+    if (q->cmd == S_CMD_COMMAND) {
+        if (!q->has_engine || !q->has_verb) {
+            snprintf(msg, msgcap, "command needs 'engine' and 'verb'");
+            return HF_EINVAL;
+        }
+        uint8_t vb = q->command.verb;
+        if ((vb == HF_CMD_START && !q->command.name[0] && !q->command.body) ||
+            (vb == HF_CMD_SET && !q->command.name[0])) {
+            snprintf(msg, msgcap, "%s needs 'name'", vb == HF_CMD_START ? "start" : "set");
+            return HF_EINVAL;
+        }
     }
     return HF_OK;
 }
@@ -817,6 +894,7 @@ s_pack_record(msgpack_packer *pk, const hf_store_export_rec_t *x)
     case HF_KIND_ALARM: extra = 4; break;
     case HF_KIND_HW_ERROR: extra = 5; break;
     case HF_KIND_GAP: extra = 5; break;
+    case HF_KIND_COMMAND: extra = 4; break;
     default: break;
     }
     msgpack_pack_map(pk, 8 + extra);
@@ -861,6 +939,12 @@ s_pack_record(msgpack_packer *pk, const hf_store_export_rec_t *x)
         s_kv_u64(pk, "last", r->u.gap.last);
         s_kv_u64(pk, "count", r->u.gap.count);
         s_kv_str(pk, "reason", s_gap_reason_name(r->u.gap.reason));
+        break;
+    case HF_KIND_COMMAND:
+        s_kv_u64(pk, "command", r->u.command.id);
+        s_kv_str(pk, "verb", hf_command_verb_name(r->u.command.verb));
+        s_kv_str(pk, "result", hf_errname((hf_err_t)r->u.command.result));
+        s_kv_str(pk, "text", r->u.command.text);
         break;
     default: break;
     }
@@ -999,6 +1083,11 @@ hf_control_handle(hf_store_t *store, const hf_live_t *live, size_t nlive, const 
         case S_CMD_EXPORT:
             rc = s_do_export(store, live, nlive, &q, &pk, &o, msg, sizeof msg);
             break;
+        case S_CMD_COMMAND:
+            /* the shell routes commands (hf_control_parse_command) */
+            rc = HF_ESTATE;
+            snprintf(msg, sizeof msg, "commands are not handled here");
+            break;
         case S_CMD_NONE: rc = HF_EPROTO; break;
         }
     }
@@ -1014,4 +1103,52 @@ hf_control_handle(hf_store_t *store, const hf_live_t *live, size_t nlive, const 
     }
     *outlen = o.len;
     return HF_OK;
+}
+
+/* ---- commands ------------------------------------------------------------------- */
+
+hf_err_t
+hf_control_parse_command(const uint8_t *req, size_t len, hf_control_command_t *out, char *msg,
+                         size_t msgcap)
+{
+    assert(out && msg && msgcap);
+    memset(out, 0, sizeof *out);
+    msg[0] = 0;
+    s_req_t q;
+    hf_err_t rc = s_parse(req, len, &q, msg, msgcap);
+    if (rc != HF_OK)
+        return q.cmd == S_CMD_COMMAND ? rc : HF_ENOTFOUND;
+    if (q.cmd != S_CMD_COMMAND)
+        return HF_ENOTFOUND;
+    snprintf(out->engine, sizeof out->engine, "%s", q.engine);
+    out->cmd = q.command;
+    return HF_OK;
+}
+
+hf_err_t
+hf_control_command_reply(const char *engine, uint64_t id, uint8_t verb, hf_err_t result,
+                         bool by_engine, const char *text, uint8_t *out, size_t cap,
+                         size_t *outlen)
+{
+    if (!out || !outlen || cap < HF_CONTROL_REPLY_MIN)
+        return HF_EINVAL;
+    s_out_t o = {out, cap, 0, false};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &o, s_out_write);
+    bool ok = result == HF_OK;
+    msgpack_pack_map(&pk, ok ? 8 : 10);
+    s_kv_u64(&pk, "v", HF_CONTROL_VERSION);
+    s_kv_bool(&pk, "ok", ok);
+    s_kv_str(&pk, "cmd", "command");
+    s_kv_str(&pk, "engine", engine ? engine : "");
+    s_kv_u64(&pk, "id", id);
+    s_kv_str(&pk, "verb", hf_command_verb_name(verb));
+    s_kv_str(&pk, "by", by_engine ? "engine" : "aggregator");
+    if (!ok) {
+        s_kv_str(&pk, "err", hf_errname(result));
+        s_kv_u64(&pk, "code", (uint64_t)result);
+    }
+    s_kv_str(&pk, ok ? "text" : "msg", text ? text : "");
+    *outlen = o.len;
+    return o.overflow ? HF_EFULL : HF_OK;
 }

@@ -14,6 +14,7 @@
 #ifndef HF_CONTROL_H_INCLUDED
 #define HF_CONTROL_H_INCLUDED
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,6 +59,27 @@ typedef struct {
 HF_EXPORT hf_err_t hf_control_handle(hf_store_t *store, const hf_live_t *live, size_t nlive,
                                      const uint8_t *req, size_t len, uint8_t *out, size_t cap,
                                      size_t *outlen);
+
+/* A command request ({"cmd":"command", ...}, docs/cli.md), parsed. */
+typedef struct {
+    char engine[HF_ENGINE_ID_MAX + 1];
+    hf_command_t cmd;      /* id 0 (the shell assigns it); body borrowed from req */
+} hf_control_command_t;
+
+/* HF_OK and *out when req is a well-formed command request; HF_ENOTFOUND
+ * when it is some other request (hand it to hf_control_handle); else the
+ * error, with msg saying why (answer it with hf_control_command_reply). */
+HF_EXPORT hf_err_t hf_control_parse_command(const uint8_t *req, size_t len,
+                                            hf_control_command_t *out, char *msg,
+                                            size_t msgcap);
+
+/* The reply to a command: {"ok":true, "id", "verb", "engine", "by", "text"}
+ * or {"ok":false, "err", "code", "msg", "id", "by", ...}; "by" is "engine"
+ * when the engine answered, "aggregator" when the aggregator did (refused,
+ * superseded, outcome unknown). HF_EFULL if cap is short. */
+HF_EXPORT hf_err_t hf_control_command_reply(const char *engine, uint64_t id, uint8_t verb,
+                                            hf_err_t result, bool by_engine, const char *text,
+                                            uint8_t *out, size_t cap, size_t *outlen);
 
 /* Name of an availability value: "unknown", "available", "unavailable". */
 HF_EXPORT const char *hf_avail_name(uint8_t availability);

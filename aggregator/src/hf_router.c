@@ -15,6 +15,12 @@
  *   WELCOME with the store's cursor and resends from there.
  * - Sessions are bounded (max_engines); a HELLO past the bound is refused.
  *
+ * - Commands (docs/commands.md): the pure per-engine queue (hf_cmdq.c)
+ *   decides; this shell sends one COMMAND frame at a time to the engine and
+ *   answers the control client when the engine's COMMAND record is
+ *   committed, or at once when the engine is away, the link drops, or the
+ *   engine does not answer in time. A command is sent at most once.
+ *
  * ZeroMQ: ROUTER_HANDOVER lets a reconnecting engine (same routing id)
  * take over its old connection; ROUTER_MANDATORY turns a send to a gone
  * peer into an error instead of a silent drop; MAXMSGSIZE bounds what a
@@ -42,6 +48,7 @@
 #define S_CONTROL_REPLY_MAX (8u << 20) /* bytes */
 #define S_CONTROL_REQ_MAX (64u << 10)  /* bytes */
 #define S_GROUP_MAX (4u * HF_PROTO_MAX_BATCH) /* records committed in one store txn */
+#define S_COMMAND_FRAME_MAX (HF_COMMAND_BODY_MAX + 1024) /* bytes */
 
 struct hf_aggregator_s {
     hf_aggregator_opts_t opts;
@@ -59,9 +66,12 @@ struct hf_aggregator_s {
     uint8_t group_lane;     /* its lane                                */
     hf_session_t *group_s;  /* its engine session (NULL: no group)     */
     uint8_t *reply;         /* S_CONTROL_REPLY_MAX                    */
+    uint8_t *cmd_buf;       /* S_COMMAND_FRAME_MAX: one COMMAND frame  */
+    uint64_t commands;      /* commands submitted                      */
     hf_live_t *live;        /* max_engines, rebuilt per control request */
     uint64_t frames_refused;/* frames dropped as invalid              */
     char endpoint[256];     /* engines' endpoint as bound             */
+    char control_ep[256];   /* control endpoint as bound              */
 };
 
 hf_aggregator_opts_t
@@ -72,6 +82,7 @@ hf_aggregator_opts_default(void)
     o.watchdog_ms = 3000;
     o.max_engines = 1024;
     o.store_max_bytes = (size_t)64 << 30;
+    o.command_timeout_ms = 10000;
     return o;
 }
 
@@ -116,7 +127,10 @@ hf_aggregator_open(const hf_aggregator_opts_t *opts, hf_err_t *err)
     self->live = calloc(opts->max_engines, sizeof *self->live);
     self->recs = calloc(S_GROUP_MAX, sizeof *self->recs);
     self->reply = malloc(S_CONTROL_REPLY_MAX);
-    if (!self->sessions || !self->live || !self->recs || !self->reply) {
+    self->cmd_buf = malloc(S_COMMAND_FRAME_MAX);
+    if (self->opts.command_timeout_ms == 0)
+        self->opts.command_timeout_ms = 10000;
+    if (!self->sessions || !self->live || !self->recs || !self->reply || !self->cmd_buf) {
         rc = HF_ENOMEM;
         goto fail;
     }
@@ -167,6 +181,7 @@ hf_aggregator_open(const hf_aggregator_opts_t *opts, hf_err_t *err)
     zmq_getsockopt(self->engines_sock, ZMQ_LAST_ENDPOINT, ep_eng, &l1);
     zmq_getsockopt(self->control_sock, ZMQ_LAST_ENDPOINT, ep_ctl, &l2);
     snprintf(self->endpoint, sizeof self->endpoint, "%s", ep_eng);
+    snprintf(self->control_ep, sizeof self->control_ep, "%s", ep_ctl);
     hf_log_info(S_LOG, "listening engines=%s control=%s data=%s watchdog_ms=%u", ep_eng, ep_ctl,
                 opts->data_dir, opts->watchdog_ms);
     if (err)
@@ -180,6 +195,13 @@ fail:
     if (err)
         *err = rc;
     return NULL;
+}
+
+const char *
+hf_aggregator_control_endpoint(const hf_aggregator_t *self)
+{
+    assert(self);
+    return self->control_ep;
 }
 
 const char *
@@ -213,7 +235,10 @@ hf_aggregator_close(hf_aggregator_t **self_p)
     free((char *)self->opts.bind);
     free((char *)self->opts.control);
     free((char *)self->opts.data_dir);
+    for (uint32_t i = 0; self->sessions && i < self->nsessions; i++)
+        hf_cmdq_fini(&self->sessions[i].cmds);
     free(self->sessions);
+    free(self->cmd_buf);
     free(self->live);
     free(self->recs);
     free(self->reply);
@@ -370,6 +395,139 @@ s_feed_backlog(hf_aggregator_t *self, const hf_session_t *s)
 
 static void s_maybe_reconcile(hf_aggregator_t *self, hf_session_t *s);
 
+/* ---- commands -------------------------------------------------------------- */
+
+static void
+s_control_send(hf_aggregator_t *self, const hf_cmdq_client_t *c, const uint8_t *buf, size_t len)
+{
+    if (zmq_send(self->control_sock, c->id, c->len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(self->control_sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(self->control_sock, buf, len, ZMQ_DONTWAIT) < 0)
+        hf_log_debug(S_LOG, "control reply dropped (client gone): %s", zmq_strerror(errno));
+}
+
+static void
+s_answer(hf_aggregator_t *self, const char *engine, const hf_cmdq_answer_t *a)
+{
+    size_t len = 0;
+    if (hf_control_command_reply(engine, a->id, a->verb, a->result, a->by_engine, a->text,
+                                 self->reply, S_CONTROL_REPLY_MAX, &len) == HF_OK)
+        s_control_send(self, &a->client, self->reply, len);
+    if (a->result == HF_OK)
+        hf_log_info(S_LOG, "engine=%s command id=%" PRIu64 " verb=%s ok: %s", engine, a->id,
+                    hf_command_verb_name(a->verb), a->text);
+    else
+        hf_log_warn(S_LOG, "engine=%s command id=%" PRIu64 " verb=%s err=%s: %s", engine, a->id,
+                    hf_command_verb_name(a->verb), hf_errname(a->result), a->text);
+}
+
+static void
+s_answers(hf_aggregator_t *self, const char *engine, const hf_cmdq_answer_t *a, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        s_answer(self, engine, &a[i]);
+}
+
+static void
+s_commands_lost(hf_aggregator_t *self, hf_session_t *s, const char *why)
+{
+    hf_cmdq_answer_t ans[HF_CMDQ_ANSWERS_MAX];
+    uint32_t n = 0;
+    hf_cmdq_lost(&s->cmds, why, ans, &n);
+    s_answers(self, s->engine, ans, n);
+}
+
+/* Send the next command if none is in flight. */
+static void
+s_commands_pump(hf_aggregator_t *self, hf_session_t *s, hf_ms_t now)
+{
+    const hf_cmdq_item_t *it = hf_cmdq_next(&s->cmds, now);
+    if (!it)
+        return;
+    size_t len = 0;
+    hf_err_t rc = hf_frame_encode_command(&it->cmd, self->cmd_buf, S_COMMAND_FRAME_MAX, &len);
+    if (rc == HF_OK &&
+        (zmq_send(self->engines_sock, s->engine, strlen(s->engine), ZMQ_SNDMORE | ZMQ_DONTWAIT) <
+             0 ||
+         zmq_send(self->engines_sock, self->cmd_buf, len, ZMQ_DONTWAIT) < 0))
+        rc = HF_EUNAVAIL;
+    if (rc != HF_OK) {
+        /* Not sent: the engine cannot have it. Answer it and the rest. */
+        hf_cmdq_answer_t a;
+        hf_cmdq_result(&s->cmds, it->cmd.id, rc,
+                       rc == HF_EUNAVAIL ? "engine connection gone: not sent"
+                                         : "command could not be encoded",
+                       &a);
+        s_answer(self, s->engine, &a);
+        s_commands_lost(self, s, "engine connection gone");
+        return;
+    }
+    hf_log_info(S_LOG, "engine=%s command id=%" PRIu64 " verb=%s sent", s->engine, it->cmd.id,
+                hf_command_verb_name(it->cmd.verb));
+}
+
+/* The engine's COMMAND records, committed: answer whoever waits. */
+static void
+s_commands_answered(hf_aggregator_t *self, hf_session_t *s, const hf_record_t *r, hf_ms_t now)
+{
+    hf_cmdq_answer_t a;
+    if (hf_cmdq_result(&s->cmds, r->u.command.id, (hf_err_t)r->u.command.result,
+                       r->u.command.text, &a)) {
+        s_answer(self, s->engine, &a);
+        s_commands_pump(self, s, now);
+    } else {
+        hf_log_info(S_LOG, "engine=%s late answer to command id=%" PRIu64 " verb=%s result=%s: %s",
+                    s->engine, r->u.command.id, hf_command_verb_name(r->u.command.verb),
+                    hf_errname((hf_err_t)r->u.command.result), r->u.command.text);
+    }
+}
+
+/* A command request from client c. */
+static void
+s_command_submit(hf_aggregator_t *self, const hf_cmdq_client_t *c, hf_control_command_t *cc,
+                 hf_ms_t now)
+{
+    hf_session_t *s = s_session(self, cc->engine, false);
+    hf_cmdq_answer_t ans[HF_CMDQ_ANSWERS_MAX];
+    uint32_t n = 0;
+    if (!s) {
+        hf_store_engine_t e;
+        bool known = hf_store_engine_get(self->store, cc->engine, &e) == HF_OK;
+        hf_cmdq_answer_t a;
+        memset(&a, 0, sizeof a);
+        a.client = *c;
+        a.verb = cc->cmd.verb;
+        a.result = known ? HF_EUNAVAIL : HF_ENOTFOUND;
+        snprintf(a.text, sizeof a.text, "%s",
+                 known ? "engine is not available (not connected since the aggregator started)"
+                       : "no such engine");
+        s_answer(self, cc->engine, &a);
+        return;
+    }
+    hf_err_t rc = hf_store_next_command_id(self->store, &cc->cmd.id);
+    if (rc != HF_OK) {
+        hf_cmdq_answer_t a;
+        memset(&a, 0, sizeof a);
+        a.client = *c;
+        a.verb = cc->cmd.verb;
+        a.result = rc;
+        snprintf(a.text, sizeof a.text, "store refused a command id: %s", hf_strerror(rc));
+        s_answer(self, cc->engine, &a);
+        return;
+    }
+    self->commands++;
+    bool available = s->active && s->avail == HF_AVAIL_AVAILABLE;
+    hf_cmdq_submit(&s->cmds, &cc->cmd, c, available, now, ans, &n);
+    if (n && ans[n - 1].id == cc->cmd.id && ans[n - 1].result == HF_EUNAVAIL) {
+        char why[HF_TEXT_MAX + 1];
+        snprintf(why, sizeof why, "engine is %.16s: %.90s", hf_avail_name((uint8_t)s->avail),
+                 s->reason);
+        snprintf(ans[n - 1].text, sizeof ans[n - 1].text, "%s", why);
+    }
+    s_answers(self, s->engine, ans, n);
+    s_commands_pump(self, s, now);
+}
+
 static void
 s_on_hello(hf_aggregator_t *self, const char *rid, const hf_hello_t *h, hf_ms_t now)
 {
@@ -400,6 +558,7 @@ s_on_hello(hf_aggregator_t *self, const char *rid, const hf_hello_t *h, hf_ms_t 
             hf_log_error(S_LOG, "engine=%s note backlog err=%s", h->engine, hf_errname(brc));
     }
     hf_avail_t before = s->avail;
+    s_commands_lost(self, s, "engine reconnected");
     hf_welcome_t w;
     rc = hf_session_hello(s, h, acked, now, wall, &w);
     if (rc != HF_OK) {
@@ -494,6 +653,10 @@ s_flush_group(hf_aggregator_t *self)
                 self->recs[i].u.event.type != HF_EV_STEP &&
                 self->recs[i].u.event.type != HF_EV_CHANNELS)
                 s_feed_run(self, s->engine, &self->recs[i]);
+        hf_ms_t now = hf_clock_mono_ms();
+        for (uint32_t i = 0; i < n; i++)
+            if (self->recs[i].kind == HF_KIND_COMMAND && self->recs[i].seq > before)
+                s_commands_answered(self, s, &self->recs[i], now);
         s_maybe_reconcile(self, s);
     }
 }
@@ -558,6 +721,7 @@ s_on_engine_frame(hf_aggregator_t *self, const char *rid, const uint8_t *buf, si
     case HF_FRAME_BYE: {
         uint64_t wall = hf_clock_wall_ns();
         hf_session_bye(s, wall);
+        s_commands_lost(self, s, "engine shut down");
         s_feed_availability(self, s);
         hf_log_info(S_LOG, "engine=%s unavailable reason=\"clean shutdown\"", s->engine);
         hf_err_t orc = hf_store_outage_begin(self->store, s->engine, wall, s->reason);
@@ -674,7 +838,25 @@ s_drain_control(hf_aggregator_t *self)
             zmq_msg_close(&m);
         }
         /* A REQ client sends [id, empty, request]. */
-        if (!bad && n == 3 && zmq_msg_size(&parts[1]) == 0) {
+        hf_control_command_t cc;
+        char msg[160];
+        hf_err_t crc = HF_ENOTFOUND;
+        hf_cmdq_client_t client = {.len = 0};
+        if (!bad && n == 3 && zmq_msg_size(&parts[1]) == 0 &&
+            zmq_msg_size(&parts[0]) <= HF_CMDQ_CLIENT_MAX) {
+            client.len = (uint8_t)zmq_msg_size(&parts[0]);
+            memcpy(client.id, zmq_msg_data(&parts[0]), client.len);
+            crc = hf_control_parse_command(zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]), &cc,
+                                           msg, sizeof msg);
+        }
+        if (crc == HF_OK) {
+            s_command_submit(self, &client, &cc, hf_clock_mono_ms());
+        } else if (crc != HF_ENOTFOUND) {
+            size_t outlen = 0;
+            if (hf_control_command_reply(cc.engine, 0, cc.cmd.verb, crc, false, msg, self->reply,
+                                         S_CONTROL_REPLY_MAX, &outlen) == HF_OK)
+                s_control_send(self, &client, self->reply, outlen);
+        } else if (!bad && n == 3 && zmq_msg_size(&parts[1]) == 0) {
             size_t nlive = s_fill_live(self);
             size_t outlen = 0;
             hf_err_t rc = hf_control_handle(self->store, self->live, nlive,
@@ -720,8 +902,16 @@ hf_aggregator_run(hf_aggregator_t *self, volatile sig_atomic_t *stop)
         uint64_t wall = hf_clock_wall_ns();
         for (uint32_t i = 0; i < self->nsessions; i++) {
             hf_session_t *s = &self->sessions[i];
+            hf_cmdq_answer_t ans[HF_CMDQ_ANSWERS_MAX];
+            uint32_t nans = 0;
+            hf_cmdq_tick(&s->cmds, now, self->opts.command_timeout_ms, ans, &nans);
+            if (nans) {
+                s_answers(self, s->engine, ans, nans);
+                s_commands_pump(self, s, now);
+            }
             if (hf_session_tick(s, now, wall, self->opts.watchdog_ms)) {
                 hf_log_warn(S_LOG, "engine=%s unavailable reason=\"%s\"", s->engine, s->reason);
+                s_commands_lost(self, s, "link to the engine lost");
                 s_feed_availability(self, s);
                 hf_err_t orc = hf_store_outage_begin(self->store, s->engine, wall, s->reason);
                 if (orc != HF_OK)

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "hf_cmdq.h"
 #include "hf_control.h" /* hf_avail_t */
 #include "hf_proto.h"
 #include "hf_record.h"
@@ -45,6 +46,7 @@ typedef struct {
     uint64_t reconcile_at;             /* ...once control is acked up to this  */
     uint64_t reconcile_keep;           /* the run the engine says it is in     */
     hf_ms_t backlog_at;                /* ms: when it arrived (0 = never)      */
+    hf_cmdq_t cmds;                    /* operators' commands to this engine   */
 } hf_session_t;
 
 void hf_session_init(hf_session_t *s, const char *engine);

@@ -1378,6 +1378,44 @@ hf_store_outage_begin(hf_store_t *self, const char *engine, uint64_t start_ns, c
     return s_outage(self, engine, start_ns, reason ? reason : "");
 }
 
+/* ---- command ids ------------------------------------------------------------- */
+
+static int
+s_cmdid_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *noop)
+{
+    (void)noop;
+    uint64_t *id = vctx;
+    MDB_val k = {strlen("next_command"), "next_command"}, v;
+    int mrc = mdb_get(txn, self->db_meta, &k, &v);
+    uint64_t next = 1;
+    if (mrc == MDB_SUCCESS) {
+        if (v.mv_size != 8) {
+            *herr = HF_ECORRUPT;
+            return MDB_SUCCESS;
+        }
+        next = s_get64(v.mv_data);
+    } else if (mrc != MDB_NOTFOUND) {
+        return mrc;
+    }
+    uint8_t b[8];
+    s_put64(b, next + 1);
+    v.mv_size = 8;
+    v.mv_data = b;
+    *id = next;
+    return mdb_put(txn, self->db_meta, &k, &v, 0);
+}
+
+hf_err_t
+hf_store_next_command_id(hf_store_t *self, uint64_t *id)
+{
+    hf_err_t rc = s_check(self);
+    if (rc != HF_OK)
+        return rc;
+    if (!id)
+        return HF_EINVAL;
+    return s_write(self, "command id", s_cmdid_txn, id);
+}
+
 hf_err_t
 hf_store_outage_end(hf_store_t *self, const char *engine, uint64_t end_ns)
 {

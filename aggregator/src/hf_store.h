@@ -122,6 +122,9 @@ HF_EXPORT hf_err_t hf_store_note_backlog(hf_store_t *self, const char *engine, u
  * closes the open one, if any. */
 HF_EXPORT hf_err_t hf_store_outage_begin(hf_store_t *self, const char *engine, uint64_t start_ns,
                                          const char *reason);
+/* A new command id: 1, 2, ... for the life of the store, durable, so that
+ * ids never repeat across aggregator restarts (engines refuse a repeat). */
+HF_EXPORT hf_err_t hf_store_next_command_id(hf_store_t *self, uint64_t *id);
 HF_EXPORT hf_err_t hf_store_outage_end(hf_store_t *self, const char *engine, uint64_t end_ns);
 
 typedef struct {

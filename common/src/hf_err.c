@@ -22,6 +22,8 @@ hf_strerror(hf_err_t err)
     case HF_EIO: return "I/O error";
     case HF_ENOTFOUND: return "not found";
     case HF_EUNAVAIL: return "unavailable";
+    case HF_ESUPERSEDED: return "superseded by a later abort";
+    case HF_EUNKNOWN: return "outcome unknown";
     }
     static _Thread_local char buf[32];
     snprintf(buf, sizeof buf, "unknown error (%d)", (int)err);
@@ -45,6 +47,8 @@ hf_errname(hf_err_t err)
     case HF_EIO: return "HF_EIO";
     case HF_ENOTFOUND: return "HF_ENOTFOUND";
     case HF_EUNAVAIL: return "HF_EUNAVAIL";
+    case HF_ESUPERSEDED: return "HF_ESUPERSEDED";
+    case HF_EUNKNOWN: return "HF_EUNKNOWN";
     }
     return "HF_E?";
 }

@@ -66,6 +66,15 @@ typedef struct {
     uint64_t acked[HF_LANE_COUNT]; /* what this destination acknowledged    */
 } s_dest_t;
 
+/* A command received from an aggregator, waiting for the engine. The
+ * queue is small because an aggregator sends one command at a time per
+ * engine (docs/commands.md): it holds one per destination with room over. */
+#define S_CMDQ_MAX (2 * HF_DISPATCHER_MAX_DEST)
+typedef struct {
+    hf_command_t cmd;        /* body points at body below                   */
+    char *body;              /* owned copy of the method text, or NULL      */
+} s_cmd_t;
+
 struct hf_dispatcher_s {
     hf_dispatcher_opts_t opts;
     char engine[HF_ENGINE_ID_MAX + 1];
@@ -86,6 +95,11 @@ struct hf_dispatcher_s {
     hf_dispatcher_stats_t stats;
     bool stopping;
     volatile sig_atomic_t interrupted; /* hf_dispatcher_interrupt was called */
+    s_cmd_t cmdq[S_CMDQ_MAX];/* commands received, oldest at cmd_head       */
+    uint32_t cmd_head;
+    uint32_t cmd_count;
+    char *cmd_taken;         /* body of the command last handed out (owned) */
+    uint64_t cmd_dropped;    /* commands lost to a full queue (a bad peer)  */
     int wake_fd;             /* eventfd: producer -> worker                 */
 
     /* ---- worker only ---- */
@@ -406,6 +420,77 @@ hf_dispatcher_drain(hf_dispatcher_t *self, uint32_t timeout_ms)
     return rc;
 }
 
+hf_err_t
+hf_dispatcher_next_command(hf_dispatcher_t *self, uint64_t deadline_mono_ns, hf_command_t *out)
+{
+    assert(self && out);
+    hf_err_t rc = HF_OK;
+    pthread_mutex_lock(&self->mu);
+    free(self->cmd_taken);
+    self->cmd_taken = NULL;
+    while (self->cmd_count == 0) {
+        uint64_t now = hf_clock_mono_ns();
+        if (self->interrupted || self->stopping) {
+            rc = HF_ECLOSED;
+            break;
+        }
+        if (now >= deadline_mono_ns) {
+            rc = HF_ETIMEDOUT;
+            break;
+        }
+        struct timespec dl = {.tv_sec = (time_t)(deadline_mono_ns / 1000000000ull),
+                              .tv_nsec = (long)(deadline_mono_ns % 1000000000ull)};
+        struct timespec slice = s_abs_deadline(100); /* see interrupted soon */
+        if (slice.tv_sec < dl.tv_sec || (slice.tv_sec == dl.tv_sec && slice.tv_nsec < dl.tv_nsec))
+            dl = slice;
+        pthread_cond_timedwait(&self->cond, &self->mu, &dl);
+    }
+    if (rc == HF_OK) {
+        s_cmd_t *c = &self->cmdq[self->cmd_head];
+        *out = c->cmd;
+        self->cmd_taken = c->body; /* freed at the next call or at close */
+        c->body = NULL;
+        self->cmd_head = (self->cmd_head + 1) % S_CMDQ_MAX;
+        self->cmd_count--;
+    }
+    pthread_mutex_unlock(&self->mu);
+    return rc;
+}
+
+/* Worker: a COMMAND arrived on a streaming connection. */
+static void
+s_command_push(hf_dispatcher_t *self, const s_dest_t *d, const hf_command_t *cmd)
+{
+    char *body = NULL;
+    if (cmd->body) {
+        body = malloc(cmd->body_len ? cmd->body_len : 1);
+        if (!body) {
+            hf_log_error(S_LOG, "command id=%" PRIu64 " dropped: out of memory", cmd->id);
+            return;
+        }
+        memcpy(body, cmd->body, cmd->body_len);
+    }
+    pthread_mutex_lock(&self->mu);
+    if (self->cmd_count == S_CMDQ_MAX) {
+        self->cmd_dropped++;
+        pthread_mutex_unlock(&self->mu);
+        free(body);
+        hf_log_error(S_LOG, "command id=%" PRIu64 " from %s dropped: %d commands already wait "
+                            "(the aggregator sends one at a time)",
+                     cmd->id, d->endpoint, S_CMDQ_MAX);
+        return;
+    }
+    s_cmd_t *c = &self->cmdq[(self->cmd_head + self->cmd_count) % S_CMDQ_MAX];
+    c->cmd = *cmd;
+    c->cmd.body = body;
+    c->body = body;
+    self->cmd_count++;
+    pthread_cond_broadcast(&self->cond);
+    pthread_mutex_unlock(&self->mu);
+    hf_log_info(S_LOG, "command id=%" PRIu64 " verb=%s from %s", cmd->id,
+                hf_command_verb_name(cmd->verb), d->endpoint);
+}
+
 void
 hf_dispatcher_close(hf_dispatcher_t **self_p)
 {
@@ -440,6 +525,12 @@ hf_dispatcher_close(hf_dispatcher_t **self_p)
     hf_spool_close(&self->spool);
     if (self->wake_fd >= 0)
         close(self->wake_fd);
+    while (self->cmd_count) {
+        free(self->cmdq[self->cmd_head].body);
+        self->cmd_head = (self->cmd_head + 1) % S_CMDQ_MAX;
+        self->cmd_count--;
+    }
+    free(self->cmd_taken);
     free(self->spool_dir);
     free(self->fill);
     free(self->work);
@@ -476,7 +567,7 @@ static hf_err_t
 s_send(void *impl, const hf_record_t *rec)
 {
     hf_dispatcher_t *self = impl;
-    if (!rec || rec->kind < HF_KIND_SAMPLE || rec->kind > HF_KIND_GAP)
+    if (!rec || rec->kind < HF_KIND_SAMPLE || rec->kind > HF_KIND_MAX)
         return HF_EINVAL;
     pthread_mutex_lock(&self->mu);
     /* >=, not ==: the worker may have put its "backlog drained" alarm in
@@ -1063,6 +1154,17 @@ s_on_socket(hf_dispatcher_t *self, s_dest_t *d, hf_ms_t now)
             hf_err_t rc = hf_link_on_frame(d->link, zmq_msg_data(&m), zmq_msg_size(&m), now);
             if (rc != HF_OK)
                 hf_log_warn(S_LOG, "frame from aggregator refused err=%s", hf_errname(rc));
+            /* Commands are the engine's business, not the link's: the link
+             * only vouches that the connection is streaming. */
+            hf_frame_t f;
+            if (rc == HF_OK && hf_frame_decode(zmq_msg_data(&m), zmq_msg_size(&m), &f, NULL, 0) ==
+                                   HF_OK && f.type == HF_FRAME_COMMAND) {
+                if (hf_link_state(d->link) == HF_LINK_STREAMING)
+                    s_command_push(self, d, &f.u.command);
+                else
+                    hf_log_warn(S_LOG, "command id=%" PRIu64 " on a connection not streaming: "
+                                       "ignored", f.u.command.id);
+            }
         }
         zmq_msg_close(&m);
         while (more && d->sock) { /* multi-part messages are not ours */

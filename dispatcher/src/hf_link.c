@@ -317,6 +317,8 @@ hf_link_on_frame(hf_link_t *self, const uint8_t *buf, size_t len, hf_ms_t now)
     }
     case HF_FRAME_PONG:
         break;
+    case HF_FRAME_COMMAND:
+        break; /* the dispatcher hands it to the engine (if STREAMING) */
     default:
         return s_fail(self); /* HELLO or BATCH never flow this way */
     }

@@ -1,15 +1,19 @@
-/* main.c - holdfast-engine: runs one method on a simulated instrument and
+/* main.c - holdfast-engine: runs methods on a simulated instrument and
  * streams the records through a durable dispatcher to an aggregator.
  *
  * A thin shell: parse flags, install the log sink and signal handlers, wire
- * hwsim + engine run + dispatcher, then loop "sleep until the next thing is
- * due, tick" until the run ends. Then flush, wait (bounded) for the
+ * hwsim + the engine's controller + dispatcher, then loop "wait for a
+ * command until the next thing is due, tick". With --method the method
+ * starts at once and the engine exits when its run ends (unless --serve);
+ * without it, the engine serves commands (start, pause, resume, abort, set:
+ * docs/commands.md) until a signal. Then flush, wait (bounded) for the
  * aggregator to ack everything, print a one-line summary, close.
  *
- * Exit codes: 0 run ended (completed, aborted by signal, or interrupted by
- * the instrument: the summary says which), 1 runtime error, 2 usage error
- * (bad flags, unreadable/invalid method, method names unknown to the
- * instrument), 3 the drain timed out (the spool still holds unacked records).
+ * Exit codes: 0 run ended (completed, aborted by signal or command, or
+ * interrupted by the instrument: the summary says which) or served until a
+ * signal, 1 runtime error, 2 usage error (bad flags, unreadable/invalid
+ * method, method names unknown to the instrument), 3 the drain timed out
+ * (the spool still holds unacked records).
  *
  * Signals: SIGINT/SIGTERM set a flag; the loop aborts the run at its next
  * wake-up (at most S_MAX_SLEEP_NS later) and shuts down within ~2 s. The
@@ -39,7 +43,9 @@ typedef struct {
     const char *connect;
     const char *spool;
     const char *method;
+    const char *methods_dir;
     const char *summary;
+    int serve;
     uint64_t seed;
     uint32_t drain_timeout_ms;
     int relaxed;
@@ -66,7 +72,8 @@ static void
 s_usage(FILE *out)
 {
     fprintf(out,
-            "usage: holdfast-engine --id NAME --connect ENDPOINT --spool DIR --method FILE\n"
+            "usage: holdfast-engine --id NAME --connect ENDPOINT --spool DIR\n"
+            "                       [--method FILE] [--methods DIR] [--serve]\n"
             "                       [--seed N] [--drain-timeout MS] [--summary FILE]\n"
             "                       [--relaxed] [--spool-max-bytes N] [--full-policy P] [-v]\n"
             "  --id NAME            engine id, 1..64 chars of [A-Za-z0-9._-]\n"
@@ -74,7 +81,11 @@ s_usage(FILE *out)
             "                       as EP1,EP2 (each gets every record; the spool keeps a\n"
             "                       record until every one acknowledged it)\n"
             "  --spool DIR          spool directory (created if missing)\n"
-            "  --method FILE        method file (docs/methods.md)\n"
+            "  --method FILE        run this method at start (docs/methods.md); the engine\n"
+            "                       exits when the run ends, unless --serve\n"
+            "  --methods DIR        where 'holdfast start ENGINE NAME' finds NAME.method\n"
+            "  --serve              keep serving commands until a signal (the default\n"
+            "                       without --method)\n"
             "  --seed N             hwsim seed (default 1)\n"
             "  --drain-timeout MS   wait this long for acks at the end (default 30000)\n"
             "  --summary FILE       also write the summary line to FILE\n"
@@ -120,6 +131,7 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
         {"spool-max-bytes", required_argument, NULL, 'B'},
         {"full-policy", required_argument, NULL, 'P'},
+        {"methods", required_argument, NULL, 'M'},  {"serve", no_argument, NULL, 'e'},
         {NULL, 0, NULL, 0},
     };
     memset(a, 0, sizeof *a);
@@ -144,6 +156,12 @@ s_parse_args(int argc, char **argv, s_args_t *a)
             break;
         case 'o':
             a->summary = optarg;
+            break;
+        case 'M':
+            a->methods_dir = optarg;
+            break;
+        case 'e':
+            a->serve = 1;
             break;
         case 'S':
             if (!s_parse_u64(optarg, UINT64_MAX, &a->seed))
@@ -194,8 +212,12 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         return s_usage_error("missing %s", "--connect ENDPOINT");
     if (!a->spool || !*a->spool)
         return s_usage_error("missing %s", "--spool DIR");
-    if (!a->method || !*a->method)
-        return s_usage_error("missing %s", "--method FILE");
+    if (a->method && !*a->method)
+        return s_usage_error("empty %s", "--method FILE");
+    if (a->methods_dir && !*a->methods_dir)
+        return s_usage_error("empty %s", "--methods DIR");
+    if (!a->method)
+        a->serve = 1;
     return 0;
 }
 
@@ -250,15 +272,17 @@ main(int argc, char **argv)
     hf_method_t *method = NULL;
     hf_hwsim_t *sim = NULL;
     hf_dispatcher_t *disp = NULL;
-    hf_run_t *run = NULL;
+    hf_controller_t *ctl = NULL;
     int hal_open = 0;
     hf_hal_t hal = {0};
 
-    method = hf_method_load(args.method, errbuf, sizeof errbuf, &rc);
-    if (!method) {
-        fprintf(stderr, "holdfast-engine: method %s: %s\n", args.method, errbuf);
-        exit_code = 2;
-        goto done;
+    if (args.method) {
+        method = hf_method_load(args.method, errbuf, sizeof errbuf, &rc);
+        if (!method) {
+            fprintf(stderr, "holdfast-engine: method %s: %s\n", args.method, errbuf);
+            exit_code = 2;
+            goto done;
+        }
     }
 
     hf_hwsim_opts_t sopts = hf_hwsim_opts_default();
@@ -274,7 +298,7 @@ main(int argc, char **argv)
     /* Check the names before touching the spool: a method this instrument
      * cannot run is a usage error, not something to record. */
     hf_method_binding_t binding;
-    if (hf_method_bind(method, &hal, &binding, errbuf, sizeof errbuf) != HF_OK) {
+    if (method && hf_method_bind(method, &hal, &binding, errbuf, sizeof errbuf) != HF_OK) {
         fprintf(stderr, "holdfast-engine: method %s: %s\n", args.method, errbuf);
         exit_code = 2;
         goto done;
@@ -317,41 +341,68 @@ main(int argc, char **argv)
     }
     hf_channel_t *ch = hf_dispatcher_channel(disp);
 
-    uint64_t wall0 = hf_clock_wall_ns();
-    uint64_t mono0 = hf_clock_mono_ns();
-    uint64_t run_id = wall0;
-    run = hf_run_new(method, &hal, ch, run_id, NULL, errbuf, sizeof errbuf, &rc);
-    if (!run) {
-        hf_log_error("engine", "run err=%s %s", hf_errname(rc), errbuf);
+    hf_controller_opts_t copts = hf_controller_opts_default();
+    copts.methods_dir = args.methods_dir;
+    ctl = hf_controller_new(&hal, ch, &copts, &rc);
+    if (!ctl) {
+        hf_log_error("engine", "controller err=%s", hf_errname(rc));
         exit_code = 1;
         goto close;
     }
-    hf_log_info("engine", "engine=%s run=%" PRIu64 " method=%s channels=%u duration_ms=%" PRIu64
-                " started",
-                args.id, run_id, hf_method_name(method), hf_method_channel_count(method),
-                (uint64_t)(hf_method_duration_ns(method) / 1000000u));
-    rc = hf_run_start(run, mono0, wall0);
+    if (method) {
+        uint32_t nch = hf_method_channel_count(method);
+        uint64_t dur_ms = hf_method_duration_ns(method) / 1000000u;
+        char mname[HF_METHOD_NAME_MAX + 1];
+        snprintf(mname, sizeof mname, "%s", hf_method_name(method));
+        rc = hf_controller_start(ctl, method, hf_clock_mono_ns(), hf_clock_wall_ns(), errbuf,
+                                 sizeof errbuf);
+        method = NULL; /* the controller owns it now */
+        if (hf_controller_state(ctl) != HF_RUN_RUNNING) {
+            hf_log_error("engine", "run err=%s %s", hf_errname(rc), errbuf);
+            exit_code = 1;
+            goto close;
+        }
+        hf_log_info("engine", "engine=%s run=%" PRIu64 " method=%s channels=%u duration_ms=%" PRIu64
+                    " started",
+                    args.id, hf_run_id(hf_controller_run(ctl)), mname, nch, dur_ms);
+    }
+    if (args.serve)
+        hf_log_info("engine", "engine=%s serving commands%s%s", args.id,
+                    args.methods_dir ? " methods=" : "", args.methods_dir ? args.methods_dir : "");
     uint64_t send_errs_logged = 0;
-    while (hf_run_state(run) == HF_RUN_RUNNING) {
+    for (;;) {
         uint64_t now = hf_clock_mono_ns();
         if (s_stop) {
-            hf_log_info("engine", "run=%" PRIu64 " signal: aborting", run_id);
-            rc = hf_run_abort(run, now);
+            if (hf_controller_abort(ctl, now) == HF_OK)
+                hf_log_info("engine", "run=%" PRIu64 " signal: aborted",
+                            hf_run_id(hf_controller_run(ctl)));
             break;
         }
         uint64_t next = HF_RUN_NEVER;
-        rc = hf_run_tick(run, now, &next);
+        rc = hf_controller_tick(ctl, now, &next);
         if (rc != HF_OK && send_errs_logged++ < 10)
-            hf_log_error("engine", "run=%" PRIu64 " send err=%s", run_id, hf_errname(rc));
-        if (hf_run_state(run) != HF_RUN_RUNNING)
+            hf_log_error("engine", "send err=%s", hf_errname(rc));
+        hf_run_state_t st = hf_controller_state(ctl);
+        if (!args.serve && st != HF_RUN_RUNNING && st != HF_RUN_PAUSED)
             break;
         uint64_t cap = now + S_MAX_SLEEP_NS;
-        if (next > now)
-            hf_sleep_until_ns(next < cap ? next : cap);
+        if (next <= now)
+            continue;
+        hf_command_t cmd;
+        rc = hf_dispatcher_next_command(disp, next < cap ? next : cap, &cmd);
+        if (rc == HF_OK) {
+            hf_err_t res = hf_controller_command(ctl, &cmd, hf_clock_mono_ns(), hf_clock_wall_ns());
+            hf_log_info("engine", "command id=%" PRIu64 " verb=%s result=%s", cmd.id,
+                        hf_command_verb_name(cmd.verb), hf_errname(res));
+        }
     }
-    hf_run_state_t state = hf_run_state(run);
+    const hf_run_t *run = hf_controller_run(ctl);
+    uint64_t run_id = run ? hf_run_id(run) : 0;
+    hf_run_state_t state = hf_controller_state(ctl);
     hf_run_counters_t cnt;
-    hf_run_counters(run, &cnt);
+    memset(&cnt, 0, sizeof cnt);
+    if (run)
+        hf_run_counters(run, &cnt);
     if (state == HF_RUN_INTERRUPTED)
         hf_log_warn("engine", "run=%" PRIu64 " interrupted by the instrument hw_errors=%" PRIu64,
                     run_id, cnt.hw_errors);
@@ -367,7 +418,7 @@ main(int argc, char **argv)
         exit_code = 1;
     }
     uint32_t drain_ms = args.drain_timeout_ms;
-    if (state == HF_RUN_ABORTED && drain_ms > S_ABORT_DRAIN_MS)
+    if ((state == HF_RUN_ABORTED || s_stop) && drain_ms > S_ABORT_DRAIN_MS)
         drain_ms = S_ABORT_DRAIN_MS;
     rc = hf_dispatcher_drain(disp, drain_ms);
     if (rc == HF_ECLOSED && s_stop) {
@@ -376,7 +427,7 @@ main(int argc, char **argv)
         hf_log_warn("engine", "drain timed out after %u ms: unacked records stay in the spool",
                     drain_ms);
         /* after a signal the operator asked us to stop: a partial drain is expected */
-        if (state != HF_RUN_ABORTED && exit_code == 0)
+        if (state != HF_RUN_ABORTED && !s_stop && exit_code == 0)
             exit_code = 3;
     } else if (rc != HF_OK) {
         hf_log_error("engine", "drain err=%s", hf_errname(rc));
@@ -404,7 +455,7 @@ close:
     s_disp = NULL;
     hf_dispatcher_close(&disp);
 done:
-    hf_run_destroy(&run);
+    hf_controller_destroy(&ctl);
     if (hal_open)
         hal.ops->close(hal.impl);
     hf_hwsim_destroy(&sim);

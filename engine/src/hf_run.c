@@ -2,9 +2,16 @@
  * time passed in.
  *
  *   IDLE --start--> RUNNING --completion due--> COMPLETED
- *                   RUNNING --abort--> ABORTED
+ *                   RUNNING <--pause / resume--> PAUSED
+ *                   RUNNING|PAUSED --abort--> ABORTED
+ *                   RUNNING|PAUSED --interrupt--> INTERRUPTED
  *                   RUNNING --read disconnected/fatal, write keeps failing--> INTERRUPTED
  *   COMPLETED, ABORTED, INTERRUPTED are terminal.
+ *
+ * - Pause stops the schedule: pause first does everything due up to its
+ *   time, then nothing is sampled or written until resume, which shifts
+ *   every pending deadline (step, ramp, sample grid) by the time paused. A
+ *   paused stretch is neither late nor missed: the method's clock stopped.
  *
  * Design notes:
  * - Time is a schedule, not the tick times. Step k+1 starts at the
@@ -62,6 +69,8 @@ struct hf_run_s {
     uint64_t id;
     hf_run_state_t state;
     uint64_t mono0;              /* ns, monotonic: start                      */
+    uint64_t paused_at;          /* ns, monotonic: when PAUSED began          */
+    uint64_t paused_ns;          /* ns: total time spent paused               */
     uint64_t wall0;              /* ns since 1970 at mono0                    */
     uint32_t step;               /* current step index                        */
     uint64_t step_start_ns;      /* ns, monotonic: scheduled start of step    */
@@ -376,7 +385,7 @@ hf_run_tick(hf_run_t *self, uint64_t mono_ns, uint64_t *next_mono_ns)
     if (self->state != HF_RUN_RUNNING) {
         if (next_mono_ns)
             *next_mono_ns = HF_RUN_NEVER;
-        return HF_ESTATE;
+        return self->state == HF_RUN_PAUSED ? HF_OK : HF_ESTATE;
     }
     self->tick_err = HF_OK;
     uint64_t budget = self->opts.max_records_per_tick;
@@ -417,15 +426,87 @@ hf_run_tick(hf_run_t *self, uint64_t mono_ns, uint64_t *next_mono_ns)
     return self->tick_err;
 }
 
+/* The time an end event of a paused run carries: the pause's start if the
+ * caller's clock is behind it (it never is in the daemon; tests may be). */
+static uint64_t
+s_end_time(const hf_run_t *self, uint64_t mono_ns)
+{
+    return mono_ns < self->step_start_ns ? self->step_start_ns : mono_ns;
+}
+
 hf_err_t
 hf_run_abort(hf_run_t *self, uint64_t mono_ns)
 {
     assert(self);
-    if (self->state != HF_RUN_RUNNING)
+    if (self->state != HF_RUN_RUNNING && self->state != HF_RUN_PAUSED)
         return HF_ESTATE;
     self->tick_err = HF_OK;
-    s_emit_event(self, mono_ns, HF_EV_ABORTED, self->step, "aborted");
+    s_emit_event(self, s_end_time(self, mono_ns), HF_EV_ABORTED, self->step, "aborted");
     self->state = HF_RUN_ABORTED;
+    s_check_invariants(self);
+    return self->tick_err;
+}
+
+hf_err_t
+hf_run_pause(hf_run_t *self, uint64_t mono_ns, const char *reason)
+{
+    assert(self);
+    if (self->state != HF_RUN_RUNNING)
+        return HF_ESTATE;
+    /* Everything due before the pause happens first, so that a late tick
+     * does not turn into samples "taken" during the pause. The per-tick
+     * bound may leave work over: loop until nothing due is left. */
+    uint64_t next = 0;
+    hf_err_t first = HF_OK;
+    while (self->state == HF_RUN_RUNNING) {
+        hf_err_t rc = hf_run_tick(self, mono_ns, &next);
+        if (first == HF_OK)
+            first = rc;
+        if (next > mono_ns)
+            break;
+    }
+    if (self->state != HF_RUN_RUNNING)
+        return first == HF_OK ? HF_ESTATE : first; /* it ended on its own */
+    self->tick_err = first;
+    self->paused_at = mono_ns;
+    self->state = HF_RUN_PAUSED;
+    s_emit_event(self, mono_ns, HF_EV_PAUSED, self->step, reason ? reason : "paused");
+    s_check_invariants(self);
+    return self->tick_err;
+}
+
+hf_err_t
+hf_run_resume(hf_run_t *self, uint64_t mono_ns, const char *reason)
+{
+    assert(self);
+    if (self->state != HF_RUN_PAUSED)
+        return HF_ESTATE;
+    if (mono_ns < self->paused_at)
+        mono_ns = self->paused_at;
+    uint64_t shift = mono_ns - self->paused_at;
+    self->tick_err = HF_OK;
+    self->step_start_ns += shift;
+    for (uint32_t i = 0; i < self->sampler_count; i++) {
+        self->samplers[i].start_ns += shift;
+        self->samplers[i].due_ns += shift;
+    }
+    self->paused_ns += shift;
+    self->state = HF_RUN_RUNNING;
+    s_emit_event(self, mono_ns, HF_EV_RESUMED, self->step, reason ? reason : "resumed");
+    s_check_invariants(self);
+    return self->tick_err;
+}
+
+hf_err_t
+hf_run_interrupt(hf_run_t *self, uint64_t mono_ns, const char *reason)
+{
+    assert(self);
+    if (self->state != HF_RUN_RUNNING && self->state != HF_RUN_PAUSED)
+        return HF_ESTATE;
+    self->tick_err = HF_OK;
+    s_emit_event(self, s_end_time(self, mono_ns), HF_EV_INTERRUPTED, self->step,
+                 reason ? reason : "interrupted");
+    self->state = HF_RUN_INTERRUPTED;
     s_check_invariants(self);
     return self->tick_err;
 }
@@ -449,6 +530,7 @@ hf_run_counters(const hf_run_t *self, hf_run_counters_t *out)
 {
     assert(self && out);
     *out = self->counters;
+    out->paused_ns = self->paused_ns;
 }
 
 /* ---- records ------------------------------------------------------------ */

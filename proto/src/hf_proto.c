@@ -54,8 +54,10 @@ static const uint8_t s_record_fields[] = {
     [HF_KIND_ALARM] = S_RECORD_HEAD + 4,    /* raised, severity, code, text         */
     [HF_KIND_HW_ERROR] = S_RECORD_HEAD + 5, /* cls, device, channel, code, text     */
     [HF_KIND_GAP] = S_RECORD_HEAD + 5,      /* lane, first, last, count, reason     */
+    [HF_KIND_COMMAND] = S_RECORD_HEAD + 4,  /* id, verb, result, text               */
 };
-#define S_KIND_MAX HF_KIND_GAP
+#define S_KIND_MAX HF_KIND_COMMAND
+_Static_assert(S_KIND_MAX == HF_KIND_MAX, "every kind has a layout");
 #define S_RECORD_FIELDS_MIN (S_RECORD_HEAD + 2)
 #define S_RECORD_FIELDS_MAX (S_RECORD_HEAD + 5)
 
@@ -65,6 +67,7 @@ static const uint8_t s_record_fields[] = {
 #define S_ACK_FIELDS 4
 #define S_PING_FIELDS 3
 #define S_STATUS_FIELDS 12
+#define S_COMMAND_FIELDS 7
 
 /* BATCH header as the writer lays it out: fixarray(4), version, type, lane,
  * then an array32 marker and its 4-byte big-endian count. */
@@ -163,6 +166,11 @@ s_record_check(const hf_record_t *r)
         if (!s_gap_valid(r->u.gap.lane, r->u.gap.first, r->u.gap.last, r->u.gap.count))
             return HF_EINVAL;
         break;
+    case HF_KIND_COMMAND:
+        if (r->u.command.verb < 1 || r->u.command.verb > HF_CMD_MAX ||
+            s_text_len(r->u.command.text) == SIZE_MAX)
+            return HF_EINVAL;
+        break;
     default:
         break;
     }
@@ -237,6 +245,12 @@ s_record_pack(msgpack_packer *pk, const hf_record_t *r)
         msgpack_pack_uint64(pk, r->u.gap.last);
         msgpack_pack_uint64(pk, r->u.gap.count);
         msgpack_pack_uint8(pk, r->u.gap.reason);
+        break;
+    case HF_KIND_COMMAND:
+        msgpack_pack_uint64(pk, r->u.command.id);
+        msgpack_pack_uint8(pk, r->u.command.verb);
+        msgpack_pack_int32(pk, r->u.command.result);
+        s_pack_text(pk, r->u.command.text);
         break;
     default:
         assert(!"kind checked by s_record_check");
@@ -355,6 +369,16 @@ s_record_read(hf_mpread_t *rd, hf_record_t *out)
         return s_gap_valid(out->u.gap.lane, out->u.gap.first, out->u.gap.last, out->u.gap.count)
                    ? HF_OK
                    : HF_EPROTO;
+    case HF_KIND_COMMAND: {
+        int64_t result;
+        if (hf_mpread_uint(rd, &out->u.command.id) ||
+            s_read_u8(rd, &out->u.command.verb, HF_CMD_MAX) || out->u.command.verb == 0 ||
+            hf_mpread_int(rd, &result) || result < INT32_MIN || result > INT32_MAX ||
+            s_read_text(rd, out->u.command.text))
+            return HF_EPROTO;
+        out->u.command.result = (int32_t)result;
+        return HF_OK;
+    }
     default:
         return HF_EPROTO;
     }
@@ -395,6 +419,8 @@ hf_frame_name(uint8_t type)
         return "STATUS";
     case HF_FRAME_BYE:
         return "BYE";
+    case HF_FRAME_COMMAND:
+        return "COMMAND";
     default:
         return "?";
     }
@@ -498,6 +524,46 @@ hf_err_t
 hf_frame_encode_pong(const hf_ping_t *p, uint8_t *buf, size_t cap, size_t *len)
 {
     return s_encode_ping(HF_FRAME_PONG, p, buf, cap, len);
+}
+
+hf_err_t
+hf_frame_encode_command(const hf_command_t *c, uint8_t *buf, size_t cap, size_t *len)
+{
+    assert(c && len);
+    size_t namen = strnlen(c->name, sizeof c->name);
+    if (c->id == 0 || c->verb < 1 || c->verb > HF_CMD_MAX || namen == sizeof c->name ||
+        c->body_len > HF_COMMAND_BODY_MAX || (c->body_len && !c->body))
+        return HF_EINVAL;
+    s_out_t o;
+    msgpack_packer pk;
+    s_out_init(&o, &pk, buf, cap);
+    s_pack_head(&pk, S_COMMAND_FIELDS, HF_FRAME_COMMAND);
+    msgpack_pack_uint64(&pk, c->id);
+    msgpack_pack_uint8(&pk, c->verb);
+    msgpack_pack_str(&pk, namen);
+    msgpack_pack_str_body(&pk, c->name, namen);
+    msgpack_pack_double(&pk, c->value);
+    if (c->body) {
+        msgpack_pack_str(&pk, c->body_len);
+        msgpack_pack_str_body(&pk, c->body, c->body_len);
+    } else {
+        msgpack_pack_nil(&pk);
+    }
+    return s_out_finish(&o, len);
+}
+
+static hf_err_t
+s_decode_command(hf_mpread_t *rd, uint32_t n, hf_command_t *c)
+{
+    if (n != S_COMMAND_FIELDS || hf_mpread_uint(rd, &c->id) || c->id == 0 ||
+        s_read_u8(rd, &c->verb, HF_CMD_MAX) || c->verb == 0 ||
+        hf_mpread_str(rd, c->name, sizeof c->name, NULL) || hf_mpread_f64(rd, &c->value))
+        return HF_EPROTO;
+    if (hf_mpread_nil(rd) == HF_OK)
+        return HF_OK; /* no body */
+    if (hf_mpread_str_ref(rd, &c->body, &c->body_len) || c->body_len > HF_COMMAND_BODY_MAX)
+        return HF_EPROTO;
+    return HF_OK;
 }
 
 hf_err_t
@@ -716,6 +782,9 @@ hf_frame_decode(const uint8_t *buf, size_t len, hf_frame_t *out, hf_record_t *re
         break;
     case HF_FRAME_BYE:
         rc = n == 2 ? HF_OK : HF_EPROTO;
+        break;
+    case HF_FRAME_COMMAND:
+        rc = s_decode_command(&rd, n, &out->u.command);
         break;
     case HF_FRAME_STATUS: {
         hf_status_t *st = &out->u.status;

@@ -41,6 +41,8 @@ hf_kind_name(uint8_t kind)
         return "hw_error";
     case HF_KIND_GAP:
         return "gap";
+    case HF_KIND_COMMAND:
+        return "command";
     default:
         return "?";
     }
@@ -154,4 +156,29 @@ hf_engine_id_valid(const char *id)
             return 0;
     }
     return n > 0;
+}
+
+static const char *const s_verbs[HF_CMD_MAX + 1] = {
+    [HF_CMD_START] = "start", [HF_CMD_PAUSE] = "pause", [HF_CMD_RESUME] = "resume",
+    [HF_CMD_ABORT] = "abort", [HF_CMD_SET] = "set",
+};
+
+const char *
+hf_command_verb_name(uint8_t verb)
+{
+    if (verb == 0 || verb > HF_CMD_MAX)
+        return "?";
+    return s_verbs[verb];
+}
+
+hf_err_t
+hf_command_verb_parse(const char *s, uint8_t *out)
+{
+    for (uint8_t v = 1; s && v <= HF_CMD_MAX; v++) {
+        if (strcmp(s, s_verbs[v]) == 0) {
+            *out = v;
+            return HF_OK;
+        }
+    }
+    return HF_EINVAL;
 }

@@ -161,6 +161,12 @@ pt_make(uint8_t kind, uint64_t seq)
         r.u.gap.count = 50;
         r.u.gap.reason = 1;
         break;
+    case HF_KIND_COMMAND:
+        r.u.command.id = 0x1234567890ull;
+        r.u.command.verb = HF_CMD_ABORT;
+        r.u.command.result = -3;
+        strcpy(r.u.command.text, "superseded");
+        break;
     default:
         break;
     }
@@ -196,6 +202,10 @@ pt_equal(const hf_record_t *a, const hf_record_t *b)
         return a->u.gap.lane == b->u.gap.lane && a->u.gap.first == b->u.gap.first &&
                a->u.gap.last == b->u.gap.last && a->u.gap.count == b->u.gap.count &&
                a->u.gap.reason == b->u.gap.reason;
+    case HF_KIND_COMMAND:
+        return a->u.command.id == b->u.command.id && a->u.command.verb == b->u.command.verb &&
+               a->u.command.result == b->u.command.result &&
+               memcmp(a->u.command.text, b->u.command.text, sizeof a->u.command.text) == 0;
     default:
         return false;
     }

@@ -43,7 +43,8 @@ s_welcome(void)
 static size_t
 s_control_batch(uint8_t *buf, size_t cap)
 {
-    const uint8_t kinds[] = {HF_KIND_EVENT, HF_KIND_ALARM, HF_KIND_HW_ERROR, HF_KIND_GAP};
+    const uint8_t kinds[] = {HF_KIND_EVENT, HF_KIND_ALARM, HF_KIND_HW_ERROR, HF_KIND_GAP,
+                             HF_KIND_COMMAND};
     hf_batch_writer_t w;
     size_t len = 0;
     cr_assert_eq(hf_batch_begin(&w, HF_LANE_CONTROL, buf, cap), HF_OK);
@@ -124,7 +125,57 @@ Test(frames, frame_names, .timeout = 10)
     cr_assert_str_eq(hf_frame_name(0), "?");
     cr_assert_str_eq(hf_frame_name(7), "STATUS");
     cr_assert_str_eq(hf_frame_name(8), "BYE");
-    cr_assert_str_eq(hf_frame_name(9), "?");
+    cr_assert_str_eq(hf_frame_name(9), "COMMAND");
+    cr_assert_str_eq(hf_frame_name(10), "?");
+}
+
+Test(frames, command_round_trips_with_and_without_a_body, .timeout = 10)
+{
+    static uint8_t buf[HF_COMMAND_BODY_MAX + 256];
+    const char *method = "sample oven.temp 10\nhold 1s\n";
+    hf_command_t c = {.id = 42, .verb = HF_CMD_START, .value = 0.0};
+    strcpy(c.name, "warmup");
+    c.body = method;
+    c.body_len = (uint32_t)strlen(method);
+    size_t len = 0;
+    cr_assert_eq(hf_frame_encode_command(&c, buf, sizeof buf, &len), HF_OK);
+    hf_frame_t f;
+    cr_assert_eq(hf_frame_decode(buf, len, &f, NULL, 0), HF_OK);
+    cr_assert_eq(f.type, HF_FRAME_COMMAND);
+    cr_assert_eq(f.u.command.id, 42);
+    cr_assert_eq(f.u.command.verb, HF_CMD_START);
+    cr_assert_str_eq(f.u.command.name, "warmup");
+    cr_assert_eq(f.u.command.body_len, strlen(method));
+    cr_assert_eq(memcmp(f.u.command.body, method, strlen(method)), 0);
+    /* every truncation is refused */
+    for (size_t cut = 0; cut < len; cut++)
+        cr_assert_eq(hf_frame_decode(buf, cut, &f, NULL, 0), HF_EPROTO, "cut %zu", cut);
+
+    hf_command_t s = {.id = 7, .verb = HF_CMD_SET, .value = -12.5};
+    strcpy(s.name, "oven.setpoint");
+    cr_assert_eq(hf_frame_encode_command(&s, buf, sizeof buf, &len), HF_OK);
+    cr_assert_eq(hf_frame_decode(buf, len, &f, NULL, 0), HF_OK);
+    cr_assert_eq(f.u.command.verb, HF_CMD_SET);
+    cr_assert_eq(f.u.command.value, -12.5);
+    cr_assert_null(f.u.command.body);
+    cr_assert_eq(f.u.command.body_len, 0);
+}
+
+Test(frames, command_encoder_refuses_bad_fields, .timeout = 10)
+{
+    uint8_t buf[512];
+    size_t len;
+    hf_command_t c = {.id = 0, .verb = HF_CMD_ABORT};
+    cr_assert_eq(hf_frame_encode_command(&c, buf, sizeof buf, &len), HF_EINVAL);
+    c.id = 1;
+    c.verb = HF_CMD_MAX + 1;
+    cr_assert_eq(hf_frame_encode_command(&c, buf, sizeof buf, &len), HF_EINVAL);
+    c.verb = HF_CMD_START;
+    c.body = "x";
+    c.body_len = HF_COMMAND_BODY_MAX + 1;
+    cr_assert_eq(hf_frame_encode_command(&c, buf, sizeof buf, &len), HF_EINVAL);
+    c.body_len = 1;
+    cr_assert_eq(hf_frame_encode_command(&c, buf, 4, &len), HF_EFULL);
 }
 
 Test(frames, hello_round_trips, .timeout = 10)
@@ -211,7 +262,8 @@ Test(frames, control_batch_round_trips_every_kind, .timeout = 10)
     cr_assert_eq(f.type, HF_FRAME_BATCH);
     cr_assert_eq(f.u.batch.lane, HF_LANE_CONTROL);
     cr_assert_eq(f.u.batch.count, 4);
-    const uint8_t kinds[] = {HF_KIND_EVENT, HF_KIND_ALARM, HF_KIND_HW_ERROR, HF_KIND_GAP};
+    const uint8_t kinds[] = {HF_KIND_EVENT, HF_KIND_ALARM, HF_KIND_HW_ERROR, HF_KIND_GAP,
+                             HF_KIND_COMMAND};
     for (int i = 0; i < 4; i++) {
         hf_record_t want = pt_make(kinds[i], 10 + (uint64_t)i);
         cr_assert(pt_equal(&want, &recs[i]), "record %d", i);

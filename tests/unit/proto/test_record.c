@@ -38,7 +38,7 @@ s_decode_whole(const uint8_t *buf, size_t len)
 }
 
 static const uint8_t s_kinds[] = {HF_KIND_SAMPLE, HF_KIND_EVENT, HF_KIND_ALARM, HF_KIND_HW_ERROR,
-                                  HF_KIND_GAP};
+                                  HF_KIND_GAP, HF_KIND_COMMAND};
 #define N_KINDS (sizeof s_kinds / sizeof s_kinds[0])
 
 /* ---- small helpers of hf_record.h --------------------------------------- */
@@ -58,7 +58,17 @@ Test(record, names_cover_every_value_and_unknowns, .timeout = 10)
     cr_assert_str_eq(hf_kind_name(HF_KIND_HW_ERROR), "hw_error");
     cr_assert_str_eq(hf_kind_name(HF_KIND_GAP), "gap");
     cr_assert_str_eq(hf_kind_name(0), "?");
-    cr_assert_str_eq(hf_kind_name(6), "?");
+    cr_assert_str_eq(hf_kind_name(HF_KIND_COMMAND), "command");
+    cr_assert_str_eq(hf_kind_name(HF_KIND_MAX + 1), "?");
+    const char *verbs[] = {"?", "start", "pause", "resume", "abort", "set"};
+    for (unsigned i = 0; i <= HF_CMD_MAX; i++) {
+        cr_assert_str_eq(hf_command_verb_name((uint8_t)i), verbs[i]);
+        uint8_t v = 0;
+        cr_assert_eq(hf_command_verb_parse(verbs[i], &v), i ? HF_OK : HF_EINVAL);
+        if (i)
+            cr_assert_eq(v, i);
+    }
+    cr_assert_str_eq(hf_command_verb_name(HF_CMD_MAX + 1), "?");
     const char *ev[] = {"?",         "run_started", "step",    "paused",      "resumed",
                         "completed", "failed",      "aborted", "interrupted", "channels"};
     for (unsigned i = 0; i <= HF_EV_MAX; i++)
