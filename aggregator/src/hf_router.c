@@ -70,6 +70,7 @@ struct hf_aggregator_s {
     uint64_t commands;      /* commands submitted                      */
     hf_live_t *live;        /* max_engines, rebuilt per control request */
     uint64_t frames_refused;/* frames dropped as invalid              */
+    uint64_t quiet_before_hello; /* frames before HELLO, for log rate limiting */
     char endpoint[256];     /* engines' endpoint as bound             */
     char control_ep[256];   /* control endpoint as bound              */
 };
@@ -105,6 +106,57 @@ s_bind(void *ctx, const char *ep, int64_t maxmsg)
         return NULL;
     }
     return s;
+}
+
+typedef struct {
+    uint64_t start_ns;
+    char reason[48];
+    bool found;
+} s_last_outage_t;
+
+static int
+s_newest_outage(const hf_store_outage_t *o, void *arg)
+{
+    s_last_outage_t *l = arg;
+    if (o->end_ns == 0) {
+        l->start_ns = o->start_ns;
+        snprintf(l->reason, sizeof l->reason, "%s", o->reason);
+    }
+    l->found = true;
+    return 1; /* newest first: one is enough */
+}
+
+static int
+s_restore_one(const hf_store_engine_t *e, void *arg)
+{
+    hf_aggregator_t *self = arg;
+    if (self->nsessions == self->opts.max_engines) {
+        hf_log_warn(S_LOG, "more engines in the store than --max-engines=%u: engine=%s and later "
+                           "ones are restored on their HELLO",
+                    self->opts.max_engines, e->engine);
+        return 1;
+    }
+    s_last_outage_t lo;
+    memset(&lo, 0, sizeof lo);
+    if (hf_store_outages_each(self->store, e->engine, s_newest_outage, &lo) != HF_OK)
+        memset(&lo, 0, sizeof lo);
+    hf_session_t *s = &self->sessions[self->nsessions++];
+    hf_session_restore(s, e->engine, e->current_epoch, e->last_run, e->last_run_state,
+                       lo.start_ns, lo.reason, hf_clock_mono_ms(), hf_clock_wall_ns());
+    return 0;
+}
+
+/* Sessions survive a restart: every engine the store knows comes back with
+ * what it last said, and the watchdog decides about it from now on. */
+static void
+s_restore_sessions(hf_aggregator_t *self)
+{
+    hf_err_t rc = hf_store_engines_each(self->store, s_restore_one, self);
+    if (rc != HF_OK)
+        hf_log_error(S_LOG, "restore sessions err=%s: engines appear on their HELLO",
+                     hf_errname(rc));
+    else if (self->nsessions)
+        hf_log_info(S_LOG, "restored sessions=%u (awaiting their HELLO)", self->nsessions);
 }
 
 hf_aggregator_t *
@@ -170,6 +222,7 @@ hf_aggregator_open(const hf_aggregator_opts_t *opts, hf_err_t *err)
         zmq_getsockopt(self->status_sock, ZMQ_LAST_ENDPOINT, self->status_ep, &l3);
         hf_log_info(S_LOG, "status feed on %s", self->status_ep);
     }
+    s_restore_sessions(self);
     /* Persist the caller's strings' lifetime problem away: keep copies. */
     self->opts.bind = strdup(opts->bind);
     self->opts.control = strdup(opts->control);
@@ -535,6 +588,18 @@ s_on_hello(hf_aggregator_t *self, const char *rid, const hf_hello_t *h, hf_ms_t 
         s_refuse(self, rid, "HELLO names another engine than the connection's id", HF_EPROTO);
         return;
     }
+    /* Versions first: a HELLO we cannot answer must not take a session
+     * slot or a row in the store (a peer could lock engines out). */
+    uint16_t hi = h->ver_max < HF_PROTO_VERSION ? h->ver_max : HF_PROTO_VERSION;
+    uint16_t lo = h->ver_min > HF_PROTO_VERSION_MIN ? h->ver_min : HF_PROTO_VERSION_MIN;
+    if (hi < lo) {
+        self->frames_refused++;
+        hf_log_warn(S_LOG, "engine=%s epoch=%016" PRIx64 " versions=%u..%u supported=%u..%u: "
+                           "no common protocol version, refused",
+                    h->engine, h->epoch, h->ver_min, h->ver_max, HF_PROTO_VERSION_MIN,
+                    HF_PROTO_VERSION);
+        return;
+    }
     hf_session_t *s = s_session(self, h->engine, true);
     if (!s) {
         s_refuse(self, rid, "too many engines (max_engines)", HF_EFULL);
@@ -687,8 +752,10 @@ s_on_engine_frame(hf_aggregator_t *self, const char *rid, const uint8_t *buf, si
     if (!s || !s->active) {
         /* No HELLO on this connection (e.g. we restarted): stay silent so
          * the engine's watchdog reconnects and says HELLO. */
-        hf_log_debug(S_LOG, "frame %s from engine=%s before HELLO: ignored",
-                     hf_frame_name(f.type), rid);
+        if (!s || s->avail != HF_AVAIL_UNAVAILABLE || self->quiet_before_hello++ % 1000 == 0)
+            hf_log_info(S_LOG, "frame %s from engine=%s before HELLO on this connection: "
+                               "ignored (it reconnects and says HELLO)",
+                        hf_frame_name(f.type), rid);
         return;
     }
     hf_session_seen(s, now);
