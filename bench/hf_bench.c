@@ -15,6 +15,11 @@
  *   backlog AGG DIR N          N samples + a run event buffered offline, then
  *                              the aggregator comes up: drain time, control
  *                              lane time after reconnect, engine peak RSS
+ *   agg-engines AGG DIR N S    N simulated engines at 4 kHz each for S seconds
+ *   availability AGG DIR C W   link cut -> "unavailable" on the status feed
+ *   lmdb-engines DIR E P R M   diagnostic: raw LMDB, E engines' key ranges
+ *                              interleaved, a txn per engine or per round
+ *                              (these three live in hf_bench_agg.c)
  *
  * Design notes:
  * - This process plays the engine: producer thread + the real dispatcher
@@ -57,6 +62,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "hf_bench.h"
 #include "hf_channel.h"
 #include "hf_dispatcher.h"
 #include "hf_log.h"
@@ -99,8 +105,8 @@ s_secs(uint64_t from_ns, uint64_t to_ns)
     return (double)(to_ns - from_ns) / 1e9;
 }
 
-static void
-s_sleep_ns(uint64_t ns)
+void
+hf_bench_sleep_ns(uint64_t ns)
 {
     struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull),
                           .tv_nsec = (long)(ns % 1000000000ull)};
@@ -122,8 +128,8 @@ s_parse_u64(const char *s, uint64_t *out)
 
 /* A TCP port on 127.0.0.1 that was free a moment ago (bind to 0, read,
  * close). The dispatcher needs a fixed endpoint before the aggregator runs. */
-static int
-s_free_port(void)
+int
+hf_bench_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
@@ -171,14 +177,13 @@ s_reset_hwm(void)
     return ok;
 }
 
-typedef struct {
-    pid_t pid;      /* 0 when not running                 */
-    char store[512];/* the aggregator's data directory    */
-    char pidfile[600];/* where its PID is written          */
-} s_agg_t;
+typedef hf_bench_agg_t s_agg_t;
 
-static int
-s_agg_start(s_agg_t *a, const char *bin, const char *dir, int port)
+/* Start the aggregator bound to 127.0.0.1:port with its store in dir/store;
+ * extra: more arguments (NULL-terminated), or NULL. */
+int
+hf_bench_agg_start(hf_bench_agg_t *a, const char *bin, const char *dir, int port,
+                   const char *const *extra)
 {
     char bind[64], log[600];
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
@@ -188,8 +193,10 @@ s_agg_start(s_agg_t *a, const char *bin, const char *dir, int port)
     snprintf(bind, sizeof bind, "tcp://127.0.0.1:%d", port);
     snprintf(a->store, sizeof a->store, "%s/store", dir);
     snprintf(log, sizeof log, "%s/aggregator.log", dir);
-    char *argv[] = {(char *)bin,   "--bind", bind, "--control", "tcp://127.0.0.1:*",
-                    "--data", a->store, NULL};
+    char *argv[24] = {(char *)bin,   "--bind", bind, "--control", "tcp://127.0.0.1:*",
+                      "--data", a->store, NULL};
+    for (size_t i = 0, at = 7; extra && extra[i] && at + 1 < sizeof argv / sizeof *argv; i++)
+        argv[at++] = (char *)extra[i]; /* argv[] stays NULL-terminated: zero-filled */
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0600);
@@ -211,9 +218,15 @@ s_agg_start(s_agg_t *a, const char *bin, const char *dir, int port)
     return 0;
 }
 
+static int
+s_agg_start(s_agg_t *a, const char *bin, const char *dir, int port)
+{
+    return hf_bench_agg_start(a, bin, dir, port, NULL);
+}
+
 /* SIGTERM, then wait up to 10 s, then SIGKILL. Only our own child. */
-static void
-s_agg_stop(s_agg_t *a)
+void
+hf_bench_agg_stop(hf_bench_agg_t *a)
 {
     if (a->pid <= 0)
         return;
@@ -230,7 +243,7 @@ s_agg_stop(s_agg_t *a)
             waitpid(a->pid, &st, 0);
             break;
         }
-        s_sleep_ns(10000000ull);
+        hf_bench_sleep_ns(10000000ull);
     }
     a->pid = 0;
     unlink(a->pidfile);
@@ -300,7 +313,7 @@ s_wait_connected(hf_dispatcher_t *d, uint32_t timeout_ms)
         hf_dispatcher_stats(d, &st);
         if (st.connected)
             return true;
-        s_sleep_ns(S_POLL_NS);
+        hf_bench_sleep_ns(S_POLL_NS);
     }
     return false;
 }
@@ -491,7 +504,7 @@ done:
 static int
 s_cmd_offline(const char *dir, uint64_t n)
 {
-    int port = s_free_port(); /* nobody listens there: the link stays down */
+    int port = hf_bench_free_port(); /* nobody listens there: the link stays down */
     hf_dispatcher_t *d = s_disp_open(dir, "bench-offline", port, 0);
     if (!d)
         return 1;
@@ -521,7 +534,7 @@ static int
 s_cmd_e2e(const char *agg_bin, const char *dir, uint64_t n)
 {
     const char *engine = "bench-e2e";
-    int port = s_free_port();
+    int port = hf_bench_free_port();
     s_agg_t agg = {0};
     hf_dispatcher_t *d = NULL;
     int ret = 1;
@@ -550,7 +563,7 @@ s_cmd_e2e(const char *agg_bin, const char *dir, uint64_t n)
     hf_dispatcher_stats_t st;
     hf_dispatcher_stats(d, &st);
     hf_dispatcher_close(&d);
-    s_agg_stop(&agg);
+    hf_bench_agg_stop(&agg);
     if (st.acked[HF_LANE_DATA] != n || s_verify_store(agg.store, engine, n, 0) != 0)
         goto done;
     printf("e2e_per_s %.0f\n", (double)n / s_secs(t0, t1));
@@ -560,7 +573,7 @@ s_cmd_e2e(const char *agg_bin, const char *dir, uint64_t n)
     ret = 0;
 done:
     hf_dispatcher_close(&d);
-    s_agg_stop(&agg);
+    hf_bench_agg_stop(&agg);
     return ret;
 }
 
@@ -599,7 +612,7 @@ s_ack_poller(void *arg)
             L->ack_ns[s - L->base - 1] = now;
         if (acked > seen)
             seen = acked;
-        s_sleep_ns(250000ull); /* coarse on purpose: a busy poller steals a CPU */
+        hf_bench_sleep_ns(250000ull); /* coarse on purpose: a busy poller steals a CPU */
     }
     return NULL;
 }
@@ -618,7 +631,7 @@ s_cmd_latency(const char *agg_bin, const char *dir, uint64_t seconds)
     const uint64_t rate_hz = 1000;
     uint64_t ticks = seconds * rate_hz;
     uint64_t n = ticks * S_CHANNELS;
-    int port = s_free_port();
+    int port = hf_bench_free_port();
     s_agg_t agg = {0};
     hf_dispatcher_t *d = NULL;
     s_lat_t L = {0};
@@ -674,7 +687,7 @@ s_cmd_latency(const char *agg_bin, const char *dir, uint64_t seconds)
     /* Let the poller see the last ACK (bounded). */
     uint64_t dl = hf_clock_mono_ns() + 2000000000ull;
     while (L.ack_ns[n - 1] == 0 && hf_clock_mono_ns() < dl)
-        s_sleep_ns(S_POLL_NS);
+        hf_bench_sleep_ns(S_POLL_NS);
     atomic_store(&L.stop, true);
     pthread_join(th, NULL);
     poller = false;
@@ -697,7 +710,7 @@ s_cmd_latency(const char *agg_bin, const char *dir, uint64_t seconds)
     double p50 = (double)lat[n / 2] / 1e6, p99 = (double)lat[(n * 99) / 100] / 1e6;
     double p999 = (double)lat[(n * 999) / 1000] / 1e6, mx = (double)lat[n - 1] / 1e6;
     hf_dispatcher_close(&d);
-    s_agg_stop(&agg);
+    hf_bench_agg_stop(&agg);
     if (s_verify_store(agg.store, engine, n, 0) != 0)
         goto done;
     printf("latency_p50_ms %.3f\n", p50);
@@ -715,7 +728,7 @@ done:
         pthread_join(th, NULL);
     }
     hf_dispatcher_close(&d);
-    s_agg_stop(&agg);
+    hf_bench_agg_stop(&agg);
     free(send_ns);
     free(L.ack_ns);
     free(L.commit_ns);
@@ -729,7 +742,7 @@ static int
 s_cmd_backlog(const char *agg_bin, const char *dir, uint64_t n)
 {
     const char *engine = "bench-backlog";
-    int port = s_free_port();
+    int port = hf_bench_free_port();
     s_agg_t agg = {0};
     int ret = 1;
     hf_dispatcher_t *d = s_disp_open(dir, engine, port, S_SPOOL_MAX);
@@ -779,7 +792,7 @@ s_cmd_backlog(const char *agg_bin, const char *dir, uint64_t n)
             if (file > file_peak)
                 file_peak = file;
         }
-        s_sleep_ns(S_POLL_NS);
+        hf_bench_sleep_ns(S_POLL_NS);
     }
     uint64_t hwm_drain = s_status_kib("VmHWM");
     uint64_t t_conn = atomic_load(&s_connected_ns);
@@ -791,7 +804,7 @@ s_cmd_backlog(const char *agg_bin, const char *dir, uint64_t n)
         goto done;
     }
     hf_dispatcher_close(&d);
-    s_agg_stop(&agg);
+    hf_bench_agg_stop(&agg);
     if (s_verify_store(agg.store, engine, want_data, want_ctl) != 0)
         goto done;
     printf("backlog_records %" PRIu64 "\n", n);
@@ -809,7 +822,7 @@ s_cmd_backlog(const char *agg_bin, const char *dir, uint64_t n)
     ret = 0;
 done:
     hf_dispatcher_close(&d);
-    s_agg_stop(&agg);
+    hf_bench_agg_stop(&agg);
     return ret;
 }
 
@@ -911,6 +924,9 @@ s_usage(void)
     fprintf(stderr, "usage: hf-bench raw-lmdb DIR N | raw-zmq N | offline DIR N\n"
                     "       hf-bench e2e AGG DIR N | latency AGG DIR SECONDS | backlog AGG DIR N\n"
                     "       hf-bench parts DIR N BATCH   (diagnostic: store and spool alone)\n"
+                    "       hf-bench agg-engines AGG DIR ENGINES SECONDS\n"
+                    "       hf-bench availability AGG DIR CUTS WATCHDOG_MS\n"
+                    "       hf-bench lmdb-engines DIR ENGINES PER ROUNDS engine|round|blob\n"
                     "  AGG: path of holdfast-aggregator; DIR: an empty scratch directory\n");
 }
 
@@ -934,6 +950,17 @@ main(int argc, char **argv)
         return s_cmd_latency(argv[2], argv[3], n);
     if (argc == 5 && strcmp(argv[1], "backlog") == 0 && s_parse_u64(argv[4], &n) == 0)
         return s_cmd_backlog(argv[2], argv[3], n);
+    uint64_t m = 0;
+    if (argc == 6 && strcmp(argv[1], "agg-engines") == 0 && s_parse_u64(argv[4], &n) == 0 &&
+        s_parse_u64(argv[5], &m) == 0)
+        return hf_bench_cmd_agg_engines(argv[2], argv[3], n, m);
+    if (argc == 6 && strcmp(argv[1], "availability") == 0 && s_parse_u64(argv[4], &n) == 0 &&
+        s_parse_u64(argv[5], &m) == 0)
+        return hf_bench_cmd_availability(argv[2], argv[3], n, m);
+    uint64_t r = 0;
+    if (argc == 7 && strcmp(argv[1], "lmdb-engines") == 0 && s_parse_u64(argv[3], &n) == 0 &&
+        s_parse_u64(argv[4], &m) == 0 && s_parse_u64(argv[5], &r) == 0)
+        return hf_bench_cmd_lmdb_engines(argv[2], n, m, r, argv[6]);
     uint64_t b = 0;
     if (argc == 5 && strcmp(argv[1], "parts") == 0 && s_parse_u64(argv[3], &n) == 0 &&
         s_parse_u64(argv[4], &b) == 0)

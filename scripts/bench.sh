@@ -23,6 +23,13 @@
 #   BENCH_E2E_N       records per end-to-end run         (default 3000000)
 #   BENCH_LAT_S       seconds of 4 channels at 1 kHz     (default 10)
 #   BENCH_BACKLOG_N   samples buffered before the drain  (default 10000000)
+#   BENCH_AGG_S       seconds of each many-engines run   (default 30)
+#   BENCH_AGG_ENGINES engines tried first                 (default 256); if the
+#                     aggregator keeps up, 1.5x and 2x are tried too (up to
+#                     BENCH_AGG_MAX, default 512); if not, half as many, then
+#                     half again (down to 16) until one keeps up
+#   BENCH_CUTS        link cuts per availability figure  (default 20)
+#   BENCH_WATCHDOG_MS the aggregator's --watchdog-ms there (default 3000)
 #   BENCH_KEEP=1      keep the scratch directory (logs, stores)
 set -euo pipefail
 
@@ -42,6 +49,11 @@ off_n=${BENCH_OFFLINE_N:-3000000}
 e2e_n=${BENCH_E2E_N:-3000000}
 lat_s=${BENCH_LAT_S:-10}
 backlog_n=${BENCH_BACKLOG_N:-10000000}
+agg_s=${BENCH_AGG_S:-30}
+agg_first=${BENCH_AGG_ENGINES:-256}
+agg_max=${BENCH_AGG_MAX:-512}
+cuts=${BENCH_CUTS:-20}
+wd_ms=${BENCH_WATCHDOG_MS:-3000}
 
 base=${BENCH_TMP:-/tmp}
 if [ "$(stat -f -c %T "$base")" = tmpfs ]; then
@@ -117,6 +129,35 @@ run latency latency "$agg" "$dir/s$((run_no + 1))" "$lat_s"
 run backlog backlog "$agg" "$dir/s$((run_no + 1))" "$backlog_n"
 # Diagnostic: the drain's two durable halves alone, at the link's batch size.
 run parts parts "$dir/s$((run_no + 1))" "${BENCH_PARTS_N:-3000000}" 4096
+run avail availability "$agg" "$dir/s$((run_no + 1))" "$cuts" "$wd_ms"
+
+# Many engines at 1 kHz: the most engines one aggregator kept up with. Each
+# try is a fresh aggregator and store; the script keeps the output of the
+# best try that kept up (agg_ok) and of the lowest that did not (agg_nok).
+agg_ok='' agg_nok=''
+agg_try() {   # agg_try N: 0 if the aggregator kept up with N engines
+    run "agg-$1" agg-engines "$agg" "$dir/s$((run_no + 1))" "$1" "$agg_s"
+    if [ "$(awk '$1 == "agg_engines_ok" { print $2 }' "$dir/run$run_no.out")" = 1 ]; then
+        agg_ok=$dir/run$run_no.out
+        return 0
+    fi
+    [ -z "$agg_nok" ] || [ "$1" -lt "$(awk '$1 == "agg_engines_n" { print $2 }' "$agg_nok")" ] &&
+        agg_nok=$dir/run$run_no.out
+    return 1
+}
+if agg_try "$agg_first"; then
+    for m in $((agg_first * 3 / 2)) $((agg_first * 2)); do
+        [ "$m" -le "$agg_max" ] || break
+        agg_try "$m" || break
+    done
+else
+    m=$((agg_first / 2))
+    while [ "$m" -ge 16 ]; do
+        agg_try "$m" && break
+        m=$((m / 2))
+    done
+fi
+aggv() { [ -n "$1" ] && awk -v k="$2" '$1 == k { print $2 }' "$1"; }
 
 raw_lmdb=$(best raw_lmdb_append_per_s)
 raw_zmq=$(best raw_zmq_samples_per_s)
@@ -126,6 +167,9 @@ drain=$(last drain_10m_s)
 rss=$(last engine_peak_rss_mib)
 p99=$(last latency_p99_ms)
 ctl=$(last control_lane_after_reconnect_ms)
+agg_engines=$(aggv "$agg_ok" agg_engines_n || echo 0)
+agg_engines=${agg_engines:-0}
+avail=$(last availability_detect_ms)
 
 fails=0
 # row NAME VALUE UNIT OP FLOOR FLOOR_TEXT: one table line; OP is ge/le/lt.
@@ -152,6 +196,8 @@ row drain_10m_s "$drain" s le 10 "<= 10 s"
 row engine_peak_rss_mib "$rss" MiB lt 64 "< 64 MiB"
 row latency_p99_ms "$p99" ms le 10 "<= 10 ms"
 row control_lane_after_reconnect_ms "$ctl" ms le 1000 "<= 1000 ms"
+row agg_engines_1khz "$agg_engines" engines ge 256 ">= 256 (4 ch at 1 kHz each)"
+row availability_detect_ms "$avail" ms le $((wd_ms + 500)) "<= watchdog $wd_ms + 500 ms"
 printf '%-32s %14s %-9s %-30s %s\n' hwsim_max_rate_hz "-" Hz "(not built yet)" ""
 
 echo
@@ -164,15 +210,29 @@ for k in raw_lmdb_records raw_zmq_samples offline_records e2e_records e2e_send_s
          parts_spool_read_per_s parts_spool_trim_per_s; do
     printf '  %-32s %s\n' "$k" "$(last "$k")"
 done
+for k in availability_detect_ms_p90 availability_detect_ms_max availability_detect_ms_min \
+         availability_closed_detect_ms availability_closed_detect_ms_p90 \
+         availability_closed_detect_ms_max availability_watchdog_ms; do
+    printf '  %-32s %s\n' "$k" "$(last "$k")"
+done
+for f in "$agg_ok" "$agg_nok"; do
+    [ -n "$f" ] || continue
+    tag=kept_up; [ "$f" = "$agg_nok" ] && tag=not_kept_up
+    echo "  many engines, $tag at $(aggv "$f" agg_engines_n) engines:"
+    awk '$1 ~ /^agg_engines_/ && $1 != "agg_engines_n" && $1 != "agg_engines_ok" {
+        printf "    %-34s %s\n", $1, $2 }' "$f"
+done
+echo "  many engines, all tries (engines:kept up): $(awk '$1 == "agg_engines_n" { n = $2 }
+    $1 == "agg_engines_ok" { printf "%s:%s ", n, $2 }' "$results")"
 for f in cpu io; do
     [ -r /proc/pressure/$f ] &&
         echo "  pressure_$f (avg60, other work slows every figure): $(head -1 /proc/pressure/$f)"
 done
-echo "  all runs: $(awk '$1 ~ /_per_s$/ && $1 !~ /^parts/ { printf "%s=%s ", $1, $2 }' "$results")"
+echo "  all runs: $(awk '$1 ~ /_per_s$/ && $1 !~ /^(parts|agg)/ { printf "%s=%s ", $1, $2 }' "$results")"
 
 if [ -n "${BENCH_JSON:-}" ]; then
     cat >"$BENCH_JSON" <<EOF
-{"raw_lmdb_append_per_s": $raw_lmdb, "raw_zmq_samples_per_s": $raw_zmq, "offline_append_per_s": $offline, "e2e_per_s": $e2e, "drain_10m_s": $drain, "engine_peak_rss_mib": $rss, "latency_p99_ms": $p99, "control_lane_after_reconnect_ms": $ctl, "hwsim_max_rate_hz": null}
+{"raw_lmdb_append_per_s": $raw_lmdb, "raw_zmq_samples_per_s": $raw_zmq, "offline_append_per_s": $offline, "e2e_per_s": $e2e, "drain_10m_s": $drain, "engine_peak_rss_mib": $rss, "latency_p99_ms": $p99, "control_lane_after_reconnect_ms": $ctl, "agg_engines_1khz": $agg_engines, "availability_detect_ms": $avail, "hwsim_max_rate_hz": null}
 EOF
     echo "bench: figures written to $BENCH_JSON" >&2
 fi
