@@ -354,8 +354,11 @@ s_runs_table(const msgpack_object *runs, FILE *out)
         snprintf(run, sizeof run, "%llu", (unsigned long long)s_u64(r, "run"));
         s_str(r, "state", state, sizeof state);
         s_str(r, "cause", cause, sizeof cause);
+        bool live_run = !strcmp(state, "running") || !strcmp(state, "paused");
         if (cause[0])
             snprintf(statex, sizeof statex, "%s (%s)", state, cause);
+        else if (live_run && s_get(r, "engine_available") && !s_bool(r, "engine_available"))
+            snprintf(statex, sizeof statex, "%s (engine unavailable)", state);
         else
             snprintf(statex, sizeof statex, "%s", state);
         snprintf(samples, sizeof samples, "%llu", (unsigned long long)s_u64(r, "samples"));

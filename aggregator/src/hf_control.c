@@ -211,6 +211,7 @@ typedef enum {
     S_CMD_EXPORT,
     S_CMD_HISTORY,
     S_CMD_COMMAND,
+    S_CMD_RUN,
 } s_cmd_t;
 
 typedef struct {
@@ -225,6 +226,7 @@ typedef struct {
     uint64_t limit;                    /* 0 = default                   */
     hf_command_t command;              /* COMMAND: id 0, body borrowed  */
     bool has_verb;
+    bool from_end;                     /* export: start after the newest record */
 } s_req_t;
 
 static int
@@ -291,6 +293,8 @@ s_parse(const uint8_t *req, size_t len, s_req_t *q, char *msg, size_t msgcap)
                 q->cmd = S_CMD_HISTORY, q->cmd_name = "history";
             else if (s_str_is(&v, "command"))
                 q->cmd = S_CMD_COMMAND, q->cmd_name = "command";
+            else if (s_str_is(&v, "run"))
+                q->cmd = S_CMD_RUN, q->cmd_name = "run";
             else if (v.t == S_STR) {
                 snprintf(msg, msgcap, "unknown command '%.*s'", (int)(v.n > 32 ? 32 : v.n),
                          (const char *)v.s);
@@ -344,6 +348,13 @@ s_parse(const uint8_t *req, size_t len, s_req_t *q, char *msg, size_t msgcap)
             if (v.t != S_BIN || hf_store_pos_unpack(v.s, v.n, &q->pos) != HF_OK) {
                 snprintf(msg, msgcap, "'pos' must be the bin returned by a previous page");
                 return HF_EPROTO;
+            }
+        } else if (!strcmp(key, "from")) {
+            if (s_str_is(&v, "end"))
+                q->from_end = true;
+            else if (!(v.t == S_NIL || s_str_is(&v, "start"))) {
+                snprintf(msg, msgcap, "'from' must be \"start\" or \"end\"");
+                return HF_EINVAL;
             }
         } else if (!strcmp(key, "verb")) {
             char verb[16];
@@ -407,6 +418,14 @@ s_parse(const uint8_t *req, size_t len, s_req_t *q, char *msg, size_t msgcap)
     }
     if (q->cmd == S_CMD_EXPORT && !q->has_engine) {
         snprintf(msg, msgcap, "export needs 'engine'");
+        return HF_EINVAL;
+    }
+    if (q->from_end && q->lane < 0) {
+        snprintf(msg, msgcap, "'from':\"end\" needs a 'lane' (each lane has its own end)");
+        return HF_EINVAL;
+    }
+    if (q->cmd == S_CMD_RUN && q->run == 0) {
+        snprintf(msg, msgcap, "run needs 'run'");
         return HF_EINVAL;
     }
     if (q->cmd == S_CMD_COMMAND) {
@@ -761,12 +780,29 @@ typedef struct {
     uint64_t in_engine;                /* runs packed for it         */
     uint32_t count;                    /* runs packed                */
     bool truncated;                    /* stopped for lack of room   */
+    const hf_live_t *live;             /* the shell's live table     */
+    size_t nlive;
 } s_runs_ctx_t;
 
-static void
-s_pack_run(msgpack_packer *pk, const hf_store_run_t *r)
+/* Is the engine connected now (per the shell's live table)? */
+static bool
+s_engine_available(const hf_live_t *live, size_t nlive, const char *engine)
 {
-    msgpack_pack_map(pk, 12);
+    for (size_t i = 0; i < nlive; i++)
+        if (!strcmp(live[i].engine, engine))
+            return live[i].availability == HF_AVAIL_AVAILABLE;
+    return false;
+}
+
+/* engine_available: the run's engine is connected now. A run that is
+ * running or paused by its records while its engine is away is shown with
+ * "engine unavailable" beside it: it may have ended since, which the
+ * backlog will tell. */
+static void
+s_pack_run(msgpack_packer *pk, const hf_store_run_t *r, bool engine_available)
+{
+    msgpack_pack_map(pk, 13);
+    s_kv_bool(pk, "engine_available", engine_available);
     s_kv_str(pk, "engine", r->engine);
     s_kv_u64(pk, "run", r->run);
     s_kv_str(pk, "cause", r->cause);
@@ -795,18 +831,20 @@ s_run_cb(const hf_store_run_t *r, void *arg)
         c->truncated = true;
         return 1;
     }
-    s_pack_run(c->pk, r);
+    s_pack_run(c->pk, r, s_engine_available(c->live, c->nlive, r->engine));
     c->in_engine++;
     c->count++;
     return 0;
 }
 
 static hf_err_t
-s_pack_runs(hf_store_t *store, const char *engine, uint64_t limit, msgpack_packer *pk,
-            s_out_t *o, bool *truncated)
+s_pack_runs(hf_store_t *store, const hf_live_t *live, size_t nlive, const char *engine,
+            uint64_t limit, msgpack_packer *pk, s_out_t *o, bool *truncated)
 {
     s_runs_ctx_t c;
     memset(&c, 0, sizeof c);
+    c.live = live;
+    c.nlive = nlive;
     c.pk = pk;
     c.o = o;
     c.limit = limit;
@@ -971,6 +1009,100 @@ s_is_live(const hf_live_t *live, size_t nlive, const char *engine)
     return false;
 }
 
+typedef struct {
+    uint64_t epoch;
+    hf_store_pos_t *pos;
+    uint8_t lane;
+} s_end_ctx_t;
+
+static int
+s_end_cb(const hf_store_epoch_t *e, void *arg)
+{
+    s_end_ctx_t *c = arg;
+    if (e->epoch != c->epoch)
+        return 0;
+    c->pos->ordinal = e->ordinal;
+    c->pos->lane = c->lane;
+    c->pos->seq = e->acked[c->lane] + 1;
+    return 1;
+}
+
+/* The position just after the newest record of (engine, lane): where a
+ * tail starts. Records of a later epoch (the engine restarted) come after
+ * it in export order, so a tail follows the engine across restarts. */
+static hf_err_t
+s_end_pos(hf_store_t *store, const char *engine, uint8_t lane, hf_store_pos_t *pos)
+{
+    hf_store_engine_t e;
+    hf_err_t rc = hf_store_engine_get(store, engine, &e);
+    if (rc != HF_OK)
+        return rc;
+    memset(pos, 0, sizeof *pos);
+    s_end_ctx_t c = {e.current_epoch, pos, lane};
+    return hf_store_epochs_each(store, engine, s_end_cb, &c);
+}
+
+/* One run by id: of one engine, or of whichever engines have it (ids are
+ * per engine; two engines may share one). */
+typedef struct {
+    msgpack_packer *pk;
+    s_out_t *o;
+    const hf_live_t *live;
+    size_t nlive;
+    hf_store_t *store;
+    uint64_t run;
+    uint32_t count;
+    hf_err_t rc;
+} s_find_ctx_t;
+
+static int
+s_find_run(const hf_store_engine_t *e, void *arg)
+{
+    s_find_ctx_t *c = arg;
+    hf_store_run_t r;
+    hf_err_t rc = hf_store_run_get(c->store, e->engine, c->run, &r);
+    if (rc == HF_ENOTFOUND)
+        return 0;
+    if (rc != HF_OK) {
+        c->rc = rc;
+        return 1;
+    }
+    if (s_out_room(c->o) < S_REC_MARGIN + S_TAIL_MARGIN)
+        return 1;
+    s_pack_run(c->pk, &r, s_engine_available(c->live, c->nlive, r.engine));
+    c->count++;
+    return 0;
+}
+
+static hf_err_t
+s_do_run(hf_store_t *store, const hf_live_t *live, size_t nlive, const s_req_t *q,
+         msgpack_packer *pk, s_out_t *o, char *msg, size_t msgcap)
+{
+    s_reply_head(pk, 1, "run");
+    s_pk_str(pk, "runs");
+    size_t at = s_arr_begin(o);
+    s_find_ctx_t c = {pk, o, live, nlive, store, q->run, 0, HF_OK};
+    hf_err_t rc;
+    if (q->has_engine) {
+        hf_store_engine_t e;
+        memset(&e, 0, sizeof e);
+        snprintf(e.engine, sizeof e.engine, "%s", q->engine);
+        s_find_run(&e, &c);
+        rc = c.rc;
+    } else {
+        rc = hf_store_engines_each(store, s_find_run, &c);
+        if (rc == HF_OK)
+            rc = c.rc;
+    }
+    if (rc == HF_OK && c.count == 0) {
+        snprintf(msg, msgcap, "no run %llu%s%s", (unsigned long long)q->run,
+                 q->has_engine ? " on engine " : "", q->has_engine ? q->engine : "");
+        rc = HF_ENOTFOUND;
+    }
+    s_arr_end(o, at, c.count);
+    return rc;
+}
+
 static hf_err_t
 s_do_export(hf_store_t *store, const hf_live_t *live, size_t nlive, const s_req_t *q,
             msgpack_packer *pk, s_out_t *o, char *msg, size_t msgcap)
@@ -983,6 +1115,16 @@ s_do_export(hf_store_t *store, const hf_live_t *live, size_t nlive, const s_req_
                      : q->max > S_EXPORT_MAX ? S_EXPORT_MAX
                                              : (size_t)q->max;
     hf_store_pos_t pos = q->pos;
+    if (q->from_end) {
+        hf_err_t erc = s_end_pos(store, q->engine, (uint8_t)q->lane, &pos);
+        if (erc == HF_ENOTFOUND && s_is_live(live, nlive, q->engine))
+            erc = HF_OK; /* nothing stored yet: the start is the end */
+        if (erc != HF_OK) {
+            snprintf(msg, msgcap, erc == HF_ENOTFOUND ? "no such engine: %s" : "export failed",
+                     q->engine);
+            return erc;
+        }
+    }
     s_export_ctx_t c = {pk, o, 0};
     s_reply_head(pk, 4, "export");
     s_kv_str(pk, "engine", q->engine);
@@ -1043,8 +1185,8 @@ hf_control_handle(hf_store_t *store, const hf_live_t *live, size_t nlive, const 
             rc = s_pack_engines(store, live, nlive, &pk, &o, &truncated, &engs);
             if (rc == HF_OK) {
                 s_pk_str(&pk, "runs");
-                rc = s_pack_runs(store, NULL, q.limit ? q.limit : S_STATUS_RUNS_DEFAULT, &pk,
-                                 &o, &truncated);
+                rc = s_pack_runs(store, live, nlive, NULL,
+                                 q.limit ? q.limit : S_STATUS_RUNS_DEFAULT, &pk, &o, &truncated);
             }
             s_kv_bool(&pk, "truncated", truncated);
             break;
@@ -1076,12 +1218,15 @@ hf_control_handle(hf_store_t *store, const hf_live_t *live, size_t nlive, const 
             }
             s_reply_head(&pk, 2, "runs");
             s_pk_str(&pk, "runs");
-            rc = s_pack_runs(store, q.has_engine ? q.engine : NULL,
+            rc = s_pack_runs(store, live, nlive, q.has_engine ? q.engine : NULL,
                              q.limit ? q.limit : S_RUNS_LIMIT_DEFAULT, &pk, &o, &truncated);
             s_kv_bool(&pk, "truncated", truncated);
             break;
         case S_CMD_EXPORT:
             rc = s_do_export(store, live, nlive, &q, &pk, &o, msg, sizeof msg);
+            break;
+        case S_CMD_RUN:
+            rc = s_do_run(store, live, nlive, &q, &pk, &o, msg, sizeof msg);
             break;
         case S_CMD_COMMAND:
             /* the shell routes commands (hf_control_parse_command) */

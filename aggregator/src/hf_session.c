@@ -16,6 +16,29 @@ hf_session_init(hf_session_t *s, const char *engine)
     snprintf(s->reason, sizeof s->reason, "not seen since start");
 }
 
+void
+hf_session_restore(hf_session_t *s, const char *engine, uint64_t epoch, uint64_t run,
+                   uint8_t run_state, uint64_t outage_since_ns, const char *outage_reason,
+                   hf_ms_t now, uint64_t now_wall_ns)
+{
+    assert(s && engine);
+    hf_session_init(s, engine);
+    s->epoch = epoch;
+    s->run = run;
+    s->run_state = run_state;
+    s->last_rx = now; /* the watchdog counts from the restart */
+    s->restored = true;
+    if (outage_since_ns) {
+        s->avail = HF_AVAIL_UNAVAILABLE;
+        s->since_ns = outage_since_ns;
+        snprintf(s->reason, sizeof s->reason, "%s", outage_reason ? outage_reason : "");
+    } else {
+        s->avail = HF_AVAIL_UNKNOWN;
+        s->since_ns = now_wall_ns;
+        snprintf(s->reason, sizeof s->reason, "aggregator restarted: awaiting HELLO");
+    }
+}
+
 hf_err_t
 hf_session_hello(hf_session_t *s, const hf_hello_t *h, const uint64_t acked[HF_LANE_COUNT],
                  hf_ms_t now, uint64_t now_wall_ns, hf_welcome_t *w)
@@ -34,6 +57,7 @@ hf_session_hello(hf_session_t *s, const hf_hello_t *h, const uint64_t acked[HF_L
     s->connected_at = now;
     s->run = h->run;
     s->run_state = h->run_state;
+    s->restored = false;
     s->hellos++;
     if (s->avail != HF_AVAIL_AVAILABLE) {
         s->avail = HF_AVAIL_AVAILABLE;
@@ -94,6 +118,12 @@ hf_session_resync(const hf_session_t *s, hf_welcome_t *w)
 bool
 hf_session_tick(hf_session_t *s, hf_ms_t now, uint64_t now_wall_ns, uint32_t watchdog_ms)
 {
+    if (s->avail == HF_AVAIL_UNKNOWN && s->restored && now - s->last_rx >= watchdog_ms) {
+        s->avail = HF_AVAIL_UNAVAILABLE;
+        s->since_ns = now_wall_ns;
+        snprintf(s->reason, sizeof s->reason, "not reconnected since the aggregator restarted");
+        return true;
+    }
     if (s->avail != HF_AVAIL_AVAILABLE || now - s->last_rx < watchdog_ms)
         return false;
     s->avail = HF_AVAIL_UNAVAILABLE;

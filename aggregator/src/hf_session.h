@@ -4,6 +4,7 @@
  * time in, and carries out what comes back (WELCOME, ACK, PONG, status).
  *
  *   UNKNOWN --HELLO--> AVAILABLE --no frame for watchdog_ms--> UNAVAILABLE
+ *   UNKNOWN (restored from the store) --no HELLO for watchdog_ms--> UNAVAILABLE
  *   UNAVAILABLE --HELLO--> AVAILABLE
  *   AVAILABLE --HELLO with another epoch--> AVAILABLE (new log; reason kept)
  *
@@ -47,9 +48,20 @@ typedef struct {
     uint64_t reconcile_keep;           /* the run the engine says it is in     */
     hf_ms_t backlog_at;                /* ms: when it arrived (0 = never)      */
     hf_cmdq_t cmds;                    /* operators' commands to this engine   */
+    bool restored;                     /* made from the store at start, no HELLO yet */
 } hf_session_t;
 
 void hf_session_init(hf_session_t *s, const char *engine);
+
+/* A session restored from the store when the aggregator starts: what the
+ * engine last said (epoch, run, state). If it was unavailable when the
+ * aggregator stopped (an outage still open: outage_since_ns != 0, with its
+ * reason) it stays unavailable from then; otherwise it is UNKNOWN until its
+ * HELLO, and the watchdog turns it UNAVAILABLE ("not reconnected since the
+ * aggregator restarted") if no HELLO comes within watchdog_ms of now. */
+void hf_session_restore(hf_session_t *s, const char *engine, uint64_t epoch, uint64_t run,
+                        uint8_t run_state, uint64_t outage_since_ns, const char *outage_reason,
+                        hf_ms_t now, uint64_t now_wall_ns);
 
 /* HELLO arrived; acked is the store's cursor for (engine, h->epoch).
  * Fills *w. HF_EPROTO when no protocol version is common (the session

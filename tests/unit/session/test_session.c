@@ -120,3 +120,43 @@ Test(session, bye_makes_it_unavailable_at_once_as_a_clean_shutdown, .timeout = 1
     cr_assert_not(hf_session_tick(&s, 100000, 60, 3000), "no second 'link lost' after a BYE");
     cr_assert_str_eq(s.reason, "clean shutdown");
 }
+
+Test(session, restored_session_waits_for_hello_then_the_watchdog_decides, .timeout = 10)
+{
+    hf_session_t s;
+    hf_session_restore(&s, "e1", 0xabc, 42, HF_RUN_RUNNING, 0, NULL, 1000, 5000);
+    cr_assert_eq(s.avail, HF_AVAIL_UNKNOWN);
+    cr_assert_eq(s.run, 42);
+    cr_assert_eq(s.run_state, HF_RUN_RUNNING);
+    cr_assert_eq(s.epoch, 0xabc);
+    cr_assert_not(s.active, "a restored session accepts no batch before HELLO");
+    cr_assert(strstr(s.reason, "restarted"), "%s", s.reason);
+    cr_assert_not(hf_session_tick(&s, 1000 + 2999, 7999, 3000));
+    cr_assert(hf_session_tick(&s, 1000 + 3000, 8000, 3000));
+    cr_assert_eq(s.avail, HF_AVAIL_UNAVAILABLE);
+    cr_assert_eq(s.since_ns, 8000);
+    cr_assert(strstr(s.reason, "not reconnected"), "%s", s.reason);
+    cr_assert_not(hf_session_tick(&s, 99999, 9000, 3000), "reported once");
+}
+
+Test(session, restored_session_keeps_an_open_outage_and_hello_ends_it, .timeout = 10)
+{
+    hf_session_t s;
+    hf_session_restore(&s, "e1", 0xabc, 0, HF_RUN_IDLE, 777, "link lost (no heartbeat)", 1000,
+                       5000);
+    cr_assert_eq(s.avail, HF_AVAIL_UNAVAILABLE);
+    cr_assert_eq(s.since_ns, 777);
+    cr_assert_str_eq(s.reason, "link lost (no heartbeat)");
+    cr_assert_not(hf_session_tick(&s, 100000, 9000, 3000), "already unavailable");
+    hf_hello_t h;
+    memset(&h, 0, sizeof h);
+    strcpy(h.engine, "e1");
+    h.epoch = 0xabc;
+    h.ver_min = h.ver_max = HF_PROTO_VERSION;
+    uint64_t acked[HF_LANE_COUNT] = {0, 0};
+    hf_welcome_t w;
+    cr_assert_eq(hf_session_hello(&s, &h, acked, 100001, 9001, &w), HF_OK);
+    cr_assert_eq(s.avail, HF_AVAIL_AVAILABLE);
+    cr_assert_not(s.restored);
+    cr_assert_eq(s.since_ns, 9001);
+}
