@@ -50,6 +50,15 @@
 #define S_GROUP_MAX (4u * HF_PROTO_MAX_BATCH) /* records committed in one store txn */
 #define S_COMMAND_FRAME_MAX (HF_COMMAND_BODY_MAX + 1024) /* bytes */
 
+/* A run of records of one engine and lane in the pending group. */
+typedef struct {
+    hf_session_t *s;
+    uint8_t lane;
+    uint32_t off;           /* first record in recs                    */
+    uint32_t n;             /* records                                 */
+} s_seg_t;
+#define S_SEGS_MAX 1024
+
 struct hf_aggregator_s {
     hf_aggregator_opts_t opts;
     hf_store_t *store;
@@ -63,8 +72,9 @@ struct hf_aggregator_s {
     uint32_t nsessions;
     hf_record_t *recs;      /* S_GROUP_MAX: decoded records of the pending group */
     uint32_t group_n;       /* records in the pending group            */
-    uint8_t group_lane;     /* its lane                                */
-    hf_session_t *group_s;  /* its engine session (NULL: no group)     */
+    s_seg_t *segs;          /* S_SEGS_MAX: the group's runs of one engine and lane */
+    hf_store_batch_t *batches; /* S_SEGS_MAX: the same, for the store   */
+    uint32_t nsegs;
     uint8_t *reply;         /* S_CONTROL_REPLY_MAX                    */
     uint8_t *cmd_buf;       /* S_COMMAND_FRAME_MAX: one COMMAND frame  */
     uint64_t commands;      /* commands submitted                      */
@@ -180,9 +190,12 @@ hf_aggregator_open(const hf_aggregator_opts_t *opts, hf_err_t *err)
     self->recs = calloc(S_GROUP_MAX, sizeof *self->recs);
     self->reply = malloc(S_CONTROL_REPLY_MAX);
     self->cmd_buf = malloc(S_COMMAND_FRAME_MAX);
+    self->segs = calloc(S_SEGS_MAX, sizeof *self->segs);
+    self->batches = calloc(S_SEGS_MAX, sizeof *self->batches);
     if (self->opts.command_timeout_ms == 0)
         self->opts.command_timeout_ms = 10000;
-    if (!self->sessions || !self->live || !self->recs || !self->reply || !self->cmd_buf) {
+    if (!self->sessions || !self->live || !self->recs || !self->reply || !self->cmd_buf ||
+        !self->segs || !self->batches) {
         rc = HF_ENOMEM;
         goto fail;
     }
@@ -292,6 +305,8 @@ hf_aggregator_close(hf_aggregator_t **self_p)
         hf_cmdq_fini(&self->sessions[i].cmds);
     free(self->sessions);
     free(self->cmd_buf);
+    free(self->segs);
+    free(self->batches);
     free(self->live);
     free(self->recs);
     free(self->reply);
@@ -670,60 +685,94 @@ s_maybe_reconcile(hf_aggregator_t *self, hf_session_t *s)
                     s->engine, ended);
 }
 
-/* Commit the pending group (consecutive BATCH frames of one engine and
- * lane that arrived together) in ONE store transaction, then ACK. Group
- * commit on this side too: a backlog or a burst costs one fsync per group,
- * not one per frame. */
+/* Commit the pending group in ONE store transaction, then ACK. The group
+ * is every BATCH drained in one pass over the socket, of any engines:
+ * with many engines interleaving, one fsync covers them all (a commit per
+ * engine would cap the aggregator at a few hundred fsyncs a second,
+ * docs/benchmarks.md). A segment refused for a gap is resynced and does
+ * not hold back the others. */
 static void
 s_flush_group(hf_aggregator_t *self)
 {
-    hf_session_t *s = self->group_s;
-    uint32_t n = self->group_n;
-    uint8_t lane = self->group_lane;
-    self->group_s = NULL;
+    uint32_t nsegs = self->nsegs;
+    self->nsegs = 0;
     self->group_n = 0;
-    if (!s || n == 0)
+    if (nsegs == 0)
         return;
-    uint64_t acked = 0, before = s->acked[lane]; /* events above `before` are new */
-    size_t dups = 0;
-    hf_err_t rc = hf_store_commit(self->store, s->engine, s->epoch, lane, self->recs, n,
-                                  hf_clock_wall_ns(), &acked, &dups);
-    if (rc == HF_EPROTO) {
-        hf_welcome_t w;
-        hf_session_resync(s, &w);
-        hf_log_warn(S_LOG,
-                    "engine=%s lane=%s batch from seq=%" PRIu64 " leaves a gap after %" PRIu64
-                    ": resync",
-                    s->engine, hf_lane_name(lane), self->recs[0].seq, s->acked[lane]);
-        s_send_welcome(self, s->engine, &w);
-        return;
+    uint64_t before[S_SEGS_MAX][1];
+    for (uint32_t i = 0; i < nsegs; i++) {
+        const s_seg_t *g = &self->segs[i];
+        hf_store_batch_t *b = &self->batches[i];
+        b->engine = g->s->engine;
+        b->epoch = g->s->epoch;
+        b->lane = g->lane;
+        b->recs = self->recs + g->off;
+        b->n = g->n;
+        before[i][0] = g->s->acked[g->lane]; /* events above this are new */
     }
+    hf_err_t rc = hf_store_commit_many(self->store, self->batches, nsegs, hf_clock_wall_ns());
     if (rc != HF_OK) {
-        hf_log_error(S_LOG, "engine=%s commit failed err=%s: not acked (engine will resend)",
-                     s->engine, hf_errname(rc));
+        hf_log_error(S_LOG, "commit of %u batches failed err=%s: not acked (engines resend)",
+                     nsegs, hf_errname(rc));
         return;
     }
-    if (dups)
-        hf_log_info(S_LOG, "engine=%s lane=%s duplicates_skipped=%zu", s->engine,
-                    hf_lane_name(lane), dups);
-    hf_ack_t a;
-    hf_session_committed(s, lane, acked, &a);
-    uint8_t buf[64];
-    size_t len = 0;
-    if (hf_frame_encode_ack(&a, buf, sizeof buf, &len) == HF_OK)
-        s_reply(self, s->engine, buf, len);
-    if (lane == HF_LANE_CONTROL) {
-        for (uint32_t i = 0; i < n && self->status_sock; i++)
-            if (self->recs[i].kind == HF_KIND_EVENT && self->recs[i].seq > before &&
-                self->recs[i].u.event.type != HF_EV_STEP &&
-                self->recs[i].u.event.type != HF_EV_CHANNELS)
-                s_feed_run(self, s->engine, &self->recs[i]);
-        hf_ms_t now = hf_clock_mono_ms();
-        for (uint32_t i = 0; i < n; i++)
-            if (self->recs[i].kind == HF_KIND_COMMAND && self->recs[i].seq > before)
-                s_commands_answered(self, s, &self->recs[i], now);
-        s_maybe_reconcile(self, s);
+    hf_ms_t now = hf_clock_mono_ms();
+    for (uint32_t i = 0; i < nsegs; i++) {
+        const s_seg_t *g = &self->segs[i];
+        const hf_store_batch_t *b = &self->batches[i];
+        hf_session_t *s = g->s;
+        uint8_t lane = g->lane;
+        if (b->rc == HF_EPROTO) {
+            /* one WELCOME per engine and lane is enough: later segments of
+             * it in this group fail the same way */
+            bool again = false;
+            for (uint32_t j = 0; j < i && !again; j++)
+                again = self->segs[j].s == s && self->segs[j].lane == lane &&
+                        self->batches[j].rc == HF_EPROTO;
+            if (again)
+                continue;
+            hf_welcome_t w;
+            hf_session_resync(s, &w);
+            hf_log_warn(S_LOG,
+                        "engine=%s lane=%s batch from seq=%" PRIu64 " leaves a gap after %" PRIu64
+                        ": resync",
+                        s->engine, hf_lane_name(lane), b->recs[0].seq, s->acked[lane]);
+            s_send_welcome(self, s->engine, &w);
+            continue;
+        }
+        if (b->rc != HF_OK)
+            continue;
+        if (b->dups)
+            hf_log_info(S_LOG, "engine=%s lane=%s duplicates_skipped=%zu", s->engine,
+                        hf_lane_name(lane), b->dups);
+        hf_ack_t a;
+        hf_session_committed(s, lane, b->acked, &a);
+        uint8_t buf[64];
+        size_t len = 0;
+        if (hf_frame_encode_ack(&a, buf, sizeof buf, &len) == HF_OK)
+            s_reply(self, s->engine, buf, len);
+        if (lane == HF_LANE_CONTROL) {
+            for (uint32_t k = 0; k < b->n && self->status_sock; k++)
+                if (b->recs[k].kind == HF_KIND_EVENT && b->recs[k].seq > before[i][0] &&
+                    b->recs[k].u.event.type != HF_EV_STEP &&
+                    b->recs[k].u.event.type != HF_EV_CHANNELS)
+                    s_feed_run(self, s->engine, &b->recs[k]);
+            for (uint32_t k = 0; k < b->n; k++)
+                if (b->recs[k].kind == HF_KIND_COMMAND && b->recs[k].seq > before[i][0])
+                    s_commands_answered(self, s, &b->recs[k], now);
+            s_maybe_reconcile(self, s);
+        }
     }
+}
+
+/* Does the pending group hold records of s? */
+static bool
+s_in_group(const hf_aggregator_t *self, const hf_session_t *s)
+{
+    for (uint32_t i = 0; i < self->nsegs; i++)
+        if (self->segs[i].s == s)
+            return true;
+    return false;
 }
 
 static void
@@ -733,7 +782,7 @@ s_on_engine_frame(hf_aggregator_t *self, const char *rid, const uint8_t *buf, si
     /* A BATCH decodes straight behind the pending group; if it turns out
      * to belong to another engine or lane, the group is committed first
      * and the records moved to the front. */
-    if (self->group_n + HF_PROTO_MAX_BATCH > S_GROUP_MAX)
+    if (self->group_n + HF_PROTO_MAX_BATCH > S_GROUP_MAX || self->nsegs == S_SEGS_MAX)
         s_flush_group(self);
     hf_frame_t f;
     hf_record_t *at = self->recs + self->group_n;
@@ -742,8 +791,13 @@ s_on_engine_frame(hf_aggregator_t *self, const char *rid, const uint8_t *buf, si
         s_refuse(self, rid, "malformed frame", rc);
         return;
     }
-    if (f.type != HF_FRAME_BATCH)
-        s_flush_group(self); /* keep order: HELLO etc. see every earlier commit */
+    if (f.type == HF_FRAME_HELLO || f.type == HF_FRAME_BYE) {
+        /* keep order: a HELLO reads the store's cursor, a BYE ends the
+         * session: both must see every record that came before them */
+        hf_session_t *gs = s_session(self, rid, false);
+        if (gs && s_in_group(self, gs))
+            s_flush_group(self);
+    }
     if (f.type == HF_FRAME_HELLO) {
         s_on_hello(self, rid, &f.u.hello, now);
         return;
@@ -762,14 +816,16 @@ s_on_engine_frame(hf_aggregator_t *self, const char *rid, const uint8_t *buf, si
     switch (f.type) {
     case HF_FRAME_BATCH: {
         uint32_t n = f.u.batch.count;
-        if (self->group_s && (self->group_s != s || self->group_lane != f.u.batch.lane)) {
-            /* another engine or lane: commit the group, then start anew */
-            uint32_t before = self->group_n;
-            s_flush_group(self);
-            memmove(self->recs, self->recs + before, n * sizeof *self->recs);
+        if (n == 0)
+            break;
+        s_seg_t *last = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
+        if (last && last->s == s && last->lane == f.u.batch.lane &&
+            last->off + last->n == self->group_n) {
+            last->n += n; /* the same engine and lane again: one segment */
+        } else {
+            self->segs[self->nsegs++] =
+                (s_seg_t){.s = s, .lane = f.u.batch.lane, .off = self->group_n, .n = n};
         }
-        self->group_s = s;
-        self->group_lane = f.u.batch.lane;
         self->group_n += n;
         break;
     }

@@ -1036,10 +1036,14 @@ s_gap_put(hf_store_t *self, MDB_txn *txn, const char *engine, size_t elen, uint3
     return mdb_put(txn, self->db_gaps, &k, &v, 0);
 }
 
+/* One batch inside a write txn. Refusals found before any write (gap,
+ * disorder, wrong lane) set *herr and write nothing, so a caller with
+ * several batches may go on with the others; *noop is set when nothing
+ * needed writing. */
 static int
-s_commit_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *noop)
+s_commit_one(hf_store_t *self, MDB_txn *txn, s_commit_ctx_t *c, hf_err_t *herr, int *noop,
+             bool *partial)
 {
-    s_commit_ctx_t *c = vctx;
     s_rows_t rows;
     int mrc = s_rows_get(self, txn, c->engine, c->elen, c->epoch, c->now_ns, &rows);
     if (mrc != MDB_SUCCESS)
@@ -1121,6 +1125,7 @@ s_commit_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *no
                             "err=HF_EPROTO", c->engine, c->lane, (unsigned long long)r->seq,
                             hf_errname(erc));
                 *herr = HF_EPROTO;
+                *partial = true; /* earlier records of this batch are in the txn */
                 break;
             }
             s_put64(kb + k.mv_size - 8, r->seq);
@@ -1171,6 +1176,69 @@ s_commit_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *no
     if (mrc == MDB_SUCCESS)
         c->acked = rows.ep.acked[c->lane];
     return mrc;
+}
+
+static int
+s_commit_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *noop)
+{
+    bool partial = false;
+    return s_commit_one(self, txn, vctx, herr, noop, &partial);
+}
+
+typedef struct {
+    hf_store_batch_t *b;
+    size_t nb;
+    uint64_t now_ns;
+} s_many_ctx_t;
+
+static int
+s_many_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *noop)
+{
+    s_many_ctx_t *m = vctx;
+    int all_noop = 1;
+    for (size_t i = 0; i < m->nb; i++) {
+        hf_store_batch_t *b = &m->b[i];
+        s_commit_ctx_t c = {b->engine, 0, b->epoch, b->lane, b->recs, b->n, m->now_ns, 0, 0};
+        s_engine_arg(b->engine, &c.elen); /* checked by the caller */
+        hf_err_t one = HF_OK;
+        int one_noop = 0;
+        bool partial = false;
+        int mrc = s_commit_one(self, txn, &c, &one, &one_noop, &partial);
+        if (mrc != MDB_SUCCESS)
+            return mrc; /* the whole txn fails (and may be retried after growing) */
+        if (partial) {
+            *herr = one; /* a half-written batch: nothing of this txn may stand */
+            return MDB_SUCCESS;
+        }
+        b->rc = one;
+        b->acked = c.acked;
+        b->dups = one == HF_OK ? c.dups : 0;
+        if (one == HF_OK && !one_noop)
+            all_noop = 0;
+    }
+    *noop = all_noop;
+    return MDB_SUCCESS;
+}
+
+hf_err_t
+hf_store_commit_many(hf_store_t *self, hf_store_batch_t *b, size_t nb, uint64_t now_ns)
+{
+    hf_err_t rc = s_check(self);
+    if (rc != HF_OK)
+        return rc;
+    if (!b && nb)
+        return HF_EINVAL;
+    for (size_t i = 0; i < nb; i++) {
+        size_t elen;
+        b[i].rc = HF_OK;
+        b[i].acked = 0;
+        b[i].dups = 0;
+        if (s_engine_arg(b[i].engine, &elen) != HF_OK || b[i].epoch == 0 ||
+            b[i].lane >= HF_LANE_COUNT || (b[i].n > 0 && !b[i].recs))
+            return HF_EINVAL;
+    }
+    s_many_ctx_t m = {b, nb, now_ns};
+    return s_write(self, "commit", s_many_txn, &m);
 }
 
 hf_err_t

@@ -96,6 +96,29 @@ HF_EXPORT hf_err_t hf_store_note_hello(hf_store_t *self, const char *engine, uin
  *   HF_EFULL  the map reached max_bytes;
  *   HF_ESTORE LMDB failure (logged); HF_ESTATE store sticky-failed.
  * recs is borrowed for the call; dups and acked_out may be NULL. */
+/* One engine's batch for hf_store_commit_many. */
+typedef struct {
+    const char *engine;        /* in                                          */
+    uint64_t epoch;            /* in                                          */
+    uint8_t lane;              /* in                                          */
+    const hf_record_t *recs;   /* in, borrowed for the call                   */
+    size_t n;                  /* in                                          */
+    hf_err_t rc;               /* out: HF_OK, or HF_EPROTO (gap, disorder,
+                                  wrong lane: nothing of this batch written)  */
+    uint64_t acked;            /* out: the (engine, epoch, lane) cursor after */
+    size_t dups;               /* out: records skipped as already stored      */
+} hf_store_batch_t;
+
+/* Commit several batches (of any engines, lanes, in order) in ONE
+ * transaction: one fsync for all. Each batch is judged as hf_store_commit
+ * judges one; a batch refused with HF_EPROTO writes nothing and does not
+ * stop the others (its rc says so). Batches of the same (engine, epoch,
+ * lane) follow each other in the order given. Returns HF_OK when the
+ * transaction committed (look at each rc), or the whole call's error
+ * (HF_EINVAL, HF_EFULL, HF_ESTORE, HF_ESTATE): then nothing was written. */
+HF_EXPORT hf_err_t hf_store_commit_many(hf_store_t *self, hf_store_batch_t *b, size_t nb,
+                                        uint64_t now_ns);
+
 HF_EXPORT hf_err_t hf_store_commit(hf_store_t *self, const char *engine, uint64_t epoch,
                                    uint8_t lane, const hf_record_t *recs, size_t n,
                                    uint64_t now_ns, uint64_t *acked_out, size_t *dups);
