@@ -989,3 +989,41 @@ Test(store, records_from_a_backlog_export_as_observed_offline)
                      (unsigned long long)l.seq[i], (int)l.off[i]);
     hf_store_close(&st);
 }
+
+Test(store, commit_many_is_one_transaction_and_a_gap_holds_back_only_its_batch)
+{
+    hf_store_t *st = s_open();
+    static hf_record_t a1[10], a2[10], b1[5], c1[5];
+    s_fill(a1, HF_LANE_DATA, 0, 1, 10);
+    s_fill(a2, HF_LANE_DATA, 0, 11, 20);
+    s_fill(b1, HF_LANE_DATA, 0, 3, 7); /* engine b has nothing: seq 3 leaves a gap */
+    s_fill(c1, HF_LANE_CONTROL, 0, 1, 5);
+    hf_store_batch_t b[4] = {
+        {.engine = "eng-a", .epoch = EPOCH_A, .lane = HF_LANE_DATA, .recs = a1, .n = 10},
+        {.engine = "eng-b", .epoch = EPOCH_B, .lane = HF_LANE_DATA, .recs = b1, .n = 5},
+        {.engine = "eng-a", .epoch = EPOCH_A, .lane = HF_LANE_DATA, .recs = a2, .n = 10},
+        {.engine = "eng-c", .epoch = EPOCH_A, .lane = HF_LANE_CONTROL, .recs = c1, .n = 5},
+    };
+    cr_assert_eq(hf_store_commit_many(st, b, 4, T0), HF_OK);
+    cr_assert_eq(b[0].rc, HF_OK);
+    cr_assert_eq(b[0].acked, 10);
+    cr_assert_eq(b[1].rc, HF_EPROTO);
+    cr_assert_eq(b[1].acked, 0, "the unchanged cursor, for the resync");
+    cr_assert_eq(b[2].rc, HF_OK, "a later batch of the same engine follows the first");
+    cr_assert_eq(b[2].acked, 20);
+    cr_assert_eq(b[3].rc, HF_OK);
+    cr_assert_eq(b[3].acked, 5);
+    cr_assert_eq(s_export_count(st, "eng-a"), 20);
+    cr_assert_eq(s_export_count(st, "eng-c"), 5);
+    hf_store_engine_t e;
+    cr_assert_eq(hf_store_engine_get(st, "eng-b", &e), HF_ENOTFOUND, "nothing of b written");
+    /* the same again: everything is a duplicate, nothing changes */
+    cr_assert_eq(hf_store_commit_many(st, b, 4, T0), HF_OK);
+    cr_assert_eq(b[0].dups, 10);
+    cr_assert_eq(b[2].dups, 10);
+    cr_assert_eq(s_export_count(st, "eng-a"), 20);
+    /* bad arguments refuse the whole call */
+    b[3].lane = 7;
+    cr_assert_eq(hf_store_commit_many(st, b, 4, T0), HF_EINVAL);
+    hf_store_close(&st);
+}
