@@ -60,7 +60,15 @@ static const char *s_usage =
     "                          every engine the aggregator knows, in detail;\n"
     "                          --history: each outage, when and why\n"
     "  runs [--engine NAME] [--limit N]\n"
-    "                          runs, newest first per engine\n"
+    "                          runs, newest first per engine; a running run whose\n"
+    "                          engine is away shows 'running (engine unavailable)'\n"
+    "  show RUN [--engine NAME]\n"
+    "                          one run in detail, with its events, alarms, errors\n"
+    "                          and commands in order\n"
+    "  tail --engine NAME [--lane control|data] [--count N]\n"
+    "                          follow an engine's records as they are stored (JSON\n"
+    "                          lines) until Ctrl-C or N records\n"
+    "  --json                  (status, engines, runs, show) the reply as JSON\n"
     "  export --engine NAME [--run ID] [--lane control|data] [--format jsonl|csv]\n"
     "         [--out FILE]     records of an engine in order (epoch, lane, seq);\n"
     "                          format defaults to jsonl, output to stdout\n"
@@ -83,6 +91,8 @@ static const char *s_usage =
     "                          else " S_DEFAULT_ENDPOINT ")\n"
     "  --timeout MS            how long to wait for each reply (default 5000)\n"
     "  -h, --help              show this help\n";
+
+static bool s_json = false; /* --json: listings print the reply as one JSON line */
 
 static int
 s_usage_error(const char *fmt, const char *arg)
@@ -176,6 +186,16 @@ s_bool(const msgpack_object *map, const char *key)
 {
     const msgpack_object *o = s_get(map, key);
     return o && o->type == MSGPACK_OBJECT_BOOLEAN && o->via.boolean;
+}
+
+static void s_json_value(FILE *out, const msgpack_object *v);
+
+static int
+s_print_json(const msgpack_object *rep)
+{
+    s_json_value(stdout, rep);
+    fputc('\n', stdout);
+    return fflush(stdout) == 0 ? 0 : 1;
 }
 
 /* Send one request and wait for its reply. Returns the reply map (valid
@@ -444,6 +464,8 @@ s_cmd_status(s_client_t *c, bool detailed)
     msgpack_sbuffer_destroy(&sb);
     if (!rep)
         return 1;
+    if (s_json)
+        return s_print_json(rep);
     const msgpack_object *engs = s_get(rep, "engines");
     s_table_t t;
     memset(&t, 0, sizeof t);
@@ -550,6 +572,8 @@ s_cmd_history(s_client_t *c, const char *engine)
     msgpack_sbuffer_destroy(&sb);
     if (!rep)
         return 1;
+    if (s_json)
+        return s_print_json(rep);
     const msgpack_object *outs = s_get(rep, "outages");
     s_table_t t;
     memset(&t, 0, sizeof t);
@@ -694,6 +718,8 @@ s_cmd_runs(s_client_t *c, const char *engine, uint64_t limit)
     msgpack_sbuffer_destroy(&sb);
     if (!rep)
         return 1;
+    if (s_json)
+        return s_print_json(rep);
     s_runs_table(s_get(rep, "runs"), stdout);
     if (s_bool(rep, "truncated"))
         printf("(list truncated by the aggregator)\n");
@@ -1053,6 +1079,204 @@ s_cmd_export(s_client_t *c, const s_export_args_t *a)
     return rc;
 }
 
+/* ---- show, tail ------------------------------------------------------------------------ */
+
+/* One export page of (engine, lane, run) from pos (pos_len 0 = from the
+ * start; from_end: from the newest record). Calls fn per record. Returns
+ * the reply (for "pos" and "done") or NULL after printing why. */
+static const msgpack_object *
+s_export_page(s_client_t *c, const char *engine, const char *lane, uint64_t run, bool from_end,
+              const uint8_t *pos, size_t pos_len)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4 + (lane != NULL) + (run != 0) + (pos_len != 0) + from_end);
+    s_pk_str(&pk, "v");
+    msgpack_pack_uint8(&pk, HF_CONTROL_VERSION);
+    s_pk_str(&pk, "cmd");
+    s_pk_str(&pk, "export");
+    s_pk_str(&pk, "engine");
+    s_pk_str(&pk, engine);
+    s_pk_str(&pk, "max");
+    msgpack_pack_uint32(&pk, S_EXPORT_PAGE);
+    if (lane) {
+        s_pk_str(&pk, "lane");
+        s_pk_str(&pk, lane);
+    }
+    if (run) {
+        s_pk_str(&pk, "run");
+        msgpack_pack_uint64(&pk, run);
+    }
+    if (pos_len) {
+        s_pk_str(&pk, "pos");
+        msgpack_pack_bin(&pk, pos_len);
+        msgpack_pack_bin_body(&pk, pos, pos_len);
+    }
+    if (from_end) {
+        s_pk_str(&pk, "from");
+        s_pk_str(&pk, "end");
+    }
+    const msgpack_object *rep = s_call(c, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    if (!rep)
+        return NULL;
+    const msgpack_object *recs = s_get(rep, "records");
+    const msgpack_object *np = s_get(rep, "pos");
+    if (!recs || recs->type != MSGPACK_OBJECT_ARRAY || !np || np->type != MSGPACK_OBJECT_BIN ||
+        np->via.bin.size > S_POS_MAX) {
+        fprintf(stderr, "holdfast: malformed export reply\n");
+        return NULL;
+    }
+    return rep;
+}
+
+/* A control record as one line for a person. */
+static void
+s_event_line(FILE *out, const msgpack_object *r)
+{
+    char ts[40], kind[16], a[HF_TEXT_MAX + 8], b[32], t[HF_TEXT_MAX + 8];
+    s_iso(s_u64(r, "ts_ns"), ts, sizeof ts);
+    s_str(r, "kind", kind, sizeof kind);
+    s_str(r, "text", t, sizeof t);
+    if (!strcmp(kind, "event"))
+        fprintf(out, "  %s  %-12s %s\n", ts, s_str(r, "event", a, sizeof a), t);
+    else if (!strcmp(kind, "alarm"))
+        fprintf(out, "  %s  alarm %-6s %s code=%llu: %s\n", ts,
+                s_bool(r, "raised") ? "raised" : "clear", s_str(r, "severity", b, sizeof b),
+                (unsigned long long)s_u64(r, "code"), t);
+    else if (!strcmp(kind, "hw_error"))
+        fprintf(out, "  %s  hw_error %s: %s\n", ts, s_str(r, "class", b, sizeof b), t);
+    else if (!strcmp(kind, "command"))
+        fprintf(out, "  %s  command %llu %s -> %s: %s\n", ts,
+                (unsigned long long)s_u64(r, "command"), s_str(r, "verb", a, sizeof a),
+                s_str(r, "result", b, sizeof b), t);
+    else if (!strcmp(kind, "gap"))
+        fprintf(out, "  %s  gap %s %llu..%llu (%llu dropped, %s)\n", ts,
+                s_str(r, "gap_lane", a, sizeof a), (unsigned long long)s_u64(r, "first"),
+                (unsigned long long)s_u64(r, "last"), (unsigned long long)s_u64(r, "count"),
+                s_str(r, "reason", b, sizeof b));
+    else
+        fprintf(out, "  %s  %s\n", ts, kind);
+}
+
+static int
+s_cmd_show(s_client_t *c, uint64_t run, const char *engine)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3 + (engine != NULL));
+    s_pk_str(&pk, "v");
+    msgpack_pack_uint8(&pk, HF_CONTROL_VERSION);
+    s_pk_str(&pk, "cmd");
+    s_pk_str(&pk, "run");
+    s_pk_str(&pk, "run");
+    msgpack_pack_uint64(&pk, run);
+    if (engine) {
+        s_pk_str(&pk, "engine");
+        s_pk_str(&pk, engine);
+    }
+    const msgpack_object *rep = s_call(c, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    if (!rep)
+        return 1;
+    if (s_json)
+        return s_print_json(rep);
+    const msgpack_object *runs = s_get(rep, "runs");
+    uint32_t n = runs && runs->type == MSGPACK_OBJECT_ARRAY ? runs->via.array.size : 0;
+    /* copy what the export calls below would overwrite */
+    char engines[8][HF_ENGINE_ID_MAX + 1];
+    uint32_t ne = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const msgpack_object *r = &runs->via.array.ptr[i];
+        char eng[HF_ENGINE_ID_MAX + 1], st[24], cause[48], method[HF_TEXT_MAX + 1];
+        char t1[40], t2[40], ch[512], last[32];
+        s_str(r, "engine", eng, sizeof eng);
+        s_str(r, "state", st, sizeof st);
+        s_str(r, "cause", cause, sizeof cause);
+        bool live_run = !strcmp(st, "running") || !strcmp(st, "paused");
+        printf("run %llu on %s\n", (unsigned long long)run, eng);
+        printf("  state      %s%s%s%s\n", st, cause[0] ? " (" : "", cause, cause[0] ? ")" : "");
+        if (live_run && !s_bool(r, "engine_available"))
+            printf("             engine unavailable: it may have ended since; its backlog will "
+                   "tell\n");
+        printf("  method     %s\n", s_str(r, "method", method, sizeof method));
+        printf("  started    %s\n", s_iso(s_u64(r, "started_ns"), t1, sizeof t1));
+        printf("  ended      %s\n", s_iso(s_u64(r, "ended_ns"), t2, sizeof t2));
+        printf("  samples    %llu\n", (unsigned long long)s_u64(r, "samples"));
+        printf("  control    %llu records\n", (unsigned long long)s_u64(r, "control"));
+        printf("  channels   %s\n", s_str(r, "channels", ch, sizeof ch));
+        printf("  last event %s\n", s_str(r, "last_event", last, sizeof last));
+        if (ne < 8)
+            snprintf(engines[ne++], sizeof engines[0], "%s", eng);
+    }
+    /* the run's control records: what happened, in order */
+    for (uint32_t e = 0; e < ne; e++) {
+        printf("events of run %llu on %s:\n", (unsigned long long)run, engines[e]);
+        uint8_t pos[S_POS_MAX];
+        size_t pos_len = 0;
+        for (int page = 0; page < 100000; page++) {
+            const msgpack_object *r2 =
+                s_export_page(c, engines[e], "control", run, false, pos, pos_len);
+            if (!r2)
+                return 1;
+            const msgpack_object *recs = s_get(r2, "records");
+            for (uint32_t i = 0; i < recs->via.array.size; i++)
+                s_event_line(stdout, &recs->via.array.ptr[i]);
+            const msgpack_object *np = s_get(r2, "pos");
+            if (s_bool(r2, "done") ||
+                (np->via.bin.size == pos_len && !memcmp(np->via.bin.ptr, pos, pos_len)))
+                break;
+            memcpy(pos, np->via.bin.ptr, np->via.bin.size);
+            pos_len = np->via.bin.size;
+        }
+    }
+    return 0;
+}
+
+/* Follow an engine's records as they are stored: one cursor per lane,
+ * each starting after the newest record, polled every 200 ms. */
+static int
+s_cmd_tail(s_client_t *c, const char *engine, const char *lane, uint64_t count)
+{
+    const char *lanes[2] = {"control", "data"};
+    uint8_t pos[2][S_POS_MAX];
+    size_t pos_len[2] = {0, 0};
+    bool started[2] = {false, false};
+    uint64_t seen = 0;
+    signal(SIGINT, s_watch_signal);
+    signal(SIGTERM, s_watch_signal);
+    while (!s_watch_stop && (count == 0 || seen < count)) {
+        bool idle = true;
+        for (int l = 0; l < 2 && !s_watch_stop; l++) {
+            if (lane && strcmp(lane, lanes[l]))
+                continue;
+            const msgpack_object *rep = s_export_page(c, engine, lanes[l], 0, !started[l],
+                                                      pos[l], pos_len[l]);
+            if (!rep)
+                return 1;
+            started[l] = true;
+            const msgpack_object *recs = s_get(rep, "records");
+            for (uint32_t i = 0; i < recs->via.array.size && (count == 0 || seen < count); i++) {
+                s_json_record(stdout, engine, &recs->via.array.ptr[i]);
+                seen++;
+            }
+            if (recs->via.array.size)
+                idle = false;
+            const msgpack_object *np = s_get(rep, "pos");
+            memcpy(pos[l], np->via.bin.ptr, np->via.bin.size);
+            pos_len[l] = np->via.bin.size;
+        }
+        fflush(stdout);
+        if (idle)
+            usleep(200000);
+    }
+    return 0;
+}
+
 /* ---- commands ------------------------------------------------------------------------ */
 
 /* Exit codes of the command verbs (docs/cli.md). */
@@ -1306,10 +1530,14 @@ main(int argc, char **argv)
     bool is_runs = !strcmp(cmd, "runs");
     bool is_engines = !strcmp(cmd, "engines");
     bool is_status = !strcmp(cmd, "status");
+    bool is_show = !strcmp(cmd, "show");
+    bool is_tail = !strcmp(cmd, "tail");
+    uint64_t show_run = 0;
     bool history = false, watch = false;
     const char *feed = getenv("HOLDFAST_STATUS");
     uint64_t count = 0;
-    if (strcmp(cmd, "status") && strcmp(cmd, "engines") && !is_runs && !is_export)
+    if (strcmp(cmd, "status") && strcmp(cmd, "engines") && !is_runs && !is_export && !is_show &&
+        !is_tail)
         return s_usage_error("unknown command '%s'", cmd);
     for (; i < argc; i++) {
         const char *val = NULL;
@@ -1318,7 +1546,12 @@ main(int argc, char **argv)
             fputs(s_usage, stdout);
             return 0;
         }
-        if (is_engines && !strcmp(argv[i], "--history")) {
+        if (!strcmp(argv[i], "--json") && (is_status || is_engines || is_runs || is_show)) {
+            s_json = true;
+        } else if (is_show && !show_run && argv[i][0] != '-') {
+            if (!s_parse_u64(argv[i], &show_run) || show_run == 0)
+                return s_usage_error("'%s' is not a run id", argv[i]);
+        } else if (is_engines && !strcmp(argv[i], "--history")) {
             history = true;
         } else if (is_status && !strcmp(argv[i], "--watch")) {
             watch = true;
@@ -1326,10 +1559,10 @@ main(int argc, char **argv)
             if (m < 0 || !*val)
                 return s_usage_error("--feed needs the aggregator's status endpoint%s", NULL);
             feed = val;
-        } else if (is_status && (m = s_opt(argc, argv, &i, "--count", &val)) != 0) {
+        } else if ((is_status || is_tail) && (m = s_opt(argc, argv, &i, "--count", &val)) != 0) {
             if (m < 0 || !s_parse_u64(val, &count) || count == 0)
                 return s_usage_error("--count needs a positive number%s", NULL);
-        } else if ((is_export || is_runs || is_engines) &&
+        } else if ((is_export || is_runs || is_engines || is_show || is_tail) &&
                    (m = s_opt(argc, argv, &i, "--engine", &val)) != 0) {
             if (m < 0 || !hf_engine_id_valid(val))
                 return s_usage_error("--engine needs an engine id ([A-Za-z0-9._-], 1-64 "
@@ -1341,7 +1574,7 @@ main(int argc, char **argv)
         } else if (is_export && (m = s_opt(argc, argv, &i, "--run", &val)) != 0) {
             if (m < 0 || !s_parse_u64(val, &run) || run == 0)
                 return s_usage_error("--run needs a run id (a positive number)%s", NULL);
-        } else if (is_export && (m = s_opt(argc, argv, &i, "--lane", &val)) != 0) {
+        } else if ((is_export || is_tail) && (m = s_opt(argc, argv, &i, "--lane", &val)) != 0) {
             if (m < 0 || (strcmp(val, "control") && strcmp(val, "data")))
                 return s_usage_error("--lane must be 'control' or 'data'%s", NULL);
             lane = val;
@@ -1357,8 +1590,10 @@ main(int argc, char **argv)
             return s_usage_error("unexpected argument '%s'", argv[i]);
         }
     }
-    if (is_export && !engine)
-        return s_usage_error("export needs --engine NAME%s", NULL);
+    if ((is_export || is_tail) && !engine)
+        return s_usage_error("%s needs --engine NAME", cmd);
+    if (is_show && !show_run)
+        return s_usage_error("show needs a RUN id%s", NULL);
 
     if (watch) {
         if (!feed)
@@ -1378,6 +1613,10 @@ main(int argc, char **argv)
         }
         else if (is_runs)
             rc = s_cmd_runs(&c, engine, limit);
+        else if (is_show)
+            rc = s_cmd_show(&c, show_run, engine);
+        else if (is_tail)
+            rc = s_cmd_tail(&c, engine, lane, count);
         else {
             s_export_args_t a = {engine, run, lane, !strcmp(format, "csv"), out};
             rc = s_cmd_export(&c, &a);

@@ -1867,6 +1867,11 @@ hf_store_export(hf_store_t *self, const char *engine, const hf_store_export_opts
     size_t scanned = 0;
     bool at_end = false;
     bool seek = true;
+    /* Where to stay if a lane jump finds nothing: the wanted lane's end in
+     * the newest epoch, not the start of an epoch that does not exist yet
+     * (a tail of one lane must see that lane's next record). */
+    bool jumped = false;
+    hf_store_pos_t before_jump = *pos;
     hf_store_export_rec_t out;
     while (mrc == MDB_SUCCESS) {
         if (seek) {
@@ -1880,6 +1885,8 @@ hf_store_export(hf_store_t *self, const char *engine, const hf_store_export_opts
         if (mrc == MDB_NOTFOUND || (mrc == MDB_SUCCESS && !s_has_prefix(&k, prefix, plen))) {
             at_end = true;
             mrc = MDB_SUCCESS;
+            if (jumped)
+                *pos = before_jump;
             break;
         }
         if (mrc != MDB_SUCCESS)
@@ -1899,10 +1906,14 @@ hf_store_export(hf_store_t *self, const char *engine, const hf_store_export_opts
                 at_end = true;
                 break;
             }
+            if (!jumped)
+                before_jump = *pos;
+            jumped = true;
             *pos = p;
             seek = true;
             continue;
         }
+        jumped = false;
         if (scanned >= max_scan) {
             pos->ordinal = ord;
             pos->lane = lane;

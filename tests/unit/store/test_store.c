@@ -1027,3 +1027,38 @@ Test(store, commit_many_is_one_transaction_and_a_gap_holds_back_only_its_batch)
     cr_assert_eq(hf_store_commit_many(st, b, 4, T0), HF_EINVAL);
     hf_store_close(&st);
 }
+
+/* A tail of one lane: the position left at the end must see that lane's
+ * next record, even though the other lane's records come after it in key
+ * order (and even when nothing newer exists yet). */
+Test(store, a_lane_export_at_the_end_resumes_with_that_lanes_next_record)
+{
+    hf_store_t *st = s_open();
+    s_commit_range(st, "eng-1", EPOCH_A, HF_LANE_CONTROL, 0, 1, 3);
+    s_commit_range(st, "eng-1", EPOCH_A, HF_LANE_DATA, 0, 1, 50);
+    for (int lane = 0; lane < HF_LANE_COUNT; lane++) {
+        hf_store_export_opts_t o = {0, lane, 1000, 0};
+        hf_store_pos_t pos;
+        memset(&pos, 0, sizeof pos);
+        static s_list_t l;
+        l.n = 0;
+        bool done = false;
+        cr_assert_eq(hf_store_export(st, "eng-1", &o, &pos, s_collect, &l, NULL, &done), HF_OK);
+        cr_assert(done);
+        cr_assert_eq(l.n, lane == HF_LANE_CONTROL ? 3 : 50);
+        /* nothing new: still nothing, and the position does not run away */
+        l.n = 0;
+        cr_assert_eq(hf_store_export(st, "eng-1", &o, &pos, s_collect, &l, NULL, &done), HF_OK);
+        cr_assert_eq(l.n, 0);
+        if (lane == HF_LANE_CONTROL)
+            s_commit_range(st, "eng-1", EPOCH_A, HF_LANE_CONTROL, 0, 4, 5);
+        else
+            s_commit_range(st, "eng-1", EPOCH_A, HF_LANE_DATA, 0, 51, 52);
+        l.n = 0;
+        cr_assert_eq(hf_store_export(st, "eng-1", &o, &pos, s_collect, &l, NULL, &done), HF_OK);
+        cr_assert_eq(l.n, 2, "lane %d: the new records after the end", lane);
+        cr_assert_eq(l.v[0].seq, lane == HF_LANE_CONTROL ? 4 : 51);
+        cr_assert_eq(l.v[0].lane, lane);
+    }
+    hf_store_close(&st);
+}
