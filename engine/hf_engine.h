@@ -12,8 +12,10 @@
  *                   RUNNING <--pause/resume--> PAUSED
  *                   RUNNING|PAUSED --abort--> ABORTED
  *                   RUNNING|PAUSED --interrupt--> INTERRUPTED
- *                   RUNNING --hal disconnected/fatal, or a write that keeps
- *                             failing--> INTERRUPTED
+ *                   RUNNING --device disconnected--> PAUSED (device lost)
+ *                             --reopened--> RUNNING, or --grace over--> INTERRUPTED
+ *                   RUNNING --hal fatal, or a write that keeps failing--> INTERRUPTED
+ *                   RUNNING --wait-until timed out--> FAILED
  *
  * RUNNING guarantees: every sample on a channel's grid up to the last tick
  * time was taken or counted as missed; actuators hold the value the method
@@ -55,18 +57,33 @@ typedef enum {
     HF_STEP_SET = 2,    /* set ACTUATOR VALUE         */
     HF_STEP_RAMP = 3,   /* ramp ACTUATOR TARGET DURATION */
     HF_STEP_HOLD = 4,   /* hold DURATION              */
+    HF_STEP_WAIT_UNTIL = 5, /* wait-until CHANNEL OP VALUE TIMEOUT */
 } hf_step_kind_t;
+
+/* The comparison of a wait-until step: CHANNEL OP VALUE. */
+typedef enum {
+    HF_WAIT_LT = 1, /* <  */
+    HF_WAIT_LE = 2, /* <= */
+    HF_WAIT_GT = 3, /* >  */
+    HF_WAIT_GE = 4, /* >= */
+    HF_WAIT_EQ = 5, /* == */
+    HF_WAIT_NE = 6, /* != */
+} hf_wait_op_t;
 
 typedef struct {
     hf_step_kind_t kind;
     uint32_t line;                          /* 1-based line in the source   */
     char text[HF_METHOD_LINE_MAX + 1];      /* the step, whitespace-normalised */
     char actuator[HF_METHOD_NAME_MAX + 1];  /* SET, RAMP                    */
-    double value;                           /* SET value, RAMP target       */
-    uint64_t duration_ns;                   /* ns: RAMP, HOLD; > 0          */
+    double value;                           /* SET value, RAMP target,
+                                               WAIT_UNTIL threshold         */
+    uint64_t duration_ns;                   /* ns: RAMP, HOLD; WAIT_UNTIL
+                                               timeout; > 0                 */
     double rate_hz;                         /* Hz: SAMPLE                   */
     uint32_t first_channel;                 /* SAMPLE: index into the method's channel list */
     uint32_t channel_count;                 /* SAMPLE: channels in this step */
+    char channel[HF_METHOD_NAME_MAX + 1];   /* WAIT_UNTIL: the channel polled */
+    uint8_t op;                             /* WAIT_UNTIL: hf_wait_op_t     */
 } hf_step_t;
 
 typedef struct hf_method_s hf_method_t;
@@ -97,13 +114,15 @@ HF_EXPORT const hf_step_t *hf_method_step(const hf_method_t *self, uint32_t idx)
  * channel list (HF_EV_CHANNELS, sample.channel). */
 HF_EXPORT uint32_t hf_method_channel_count(const hf_method_t *self);
 HF_EXPORT const char *hf_method_channel_name(const hf_method_t *self, uint32_t idx);
-/* Scheduled length of the method: the sum of ramp and hold durations. */
+/* Scheduled length of the method: the sum of ramp and hold durations
+ * (wait-until steps are not included: they last as long as they wait). */
 HF_EXPORT uint64_t hf_method_duration_ns(const hf_method_t *self);
 
 /* Names resolved against one instrument. A plain value. */
 typedef struct {
     uint32_t channel[HF_METHOD_MAX_CHANNELS]; /* hal channel index per method channel */
     uint32_t actuator[HF_METHOD_MAX_STEPS];   /* hal actuator index per SET/RAMP step */
+    uint32_t wait_channel[HF_METHOD_MAX_STEPS]; /* hal channel index per WAIT_UNTIL step */
 } hf_method_binding_t;
 
 /* Resolve every channel and actuator name of the method on hal. HF_OK, or
@@ -115,12 +134,49 @@ HF_EXPORT hf_err_t hf_method_bind(const hf_method_t *self, const hf_hal_t *hal,
 
 #define HF_RUN_NEVER UINT64_MAX /* no further deadline */
 
+/* What a run does about hardware errors, per class (docs/hardware-errors.md).
+ * The retry counts themselves are hf_run_opts_t.read_retries/write_retries.
+ *   transient, timeout  retried: reads after a backoff (never past the next
+ *                       grid point), writes at once; a grid point whose
+ *                       retries all fail is counted missed; a write whose
+ *                       retries all fail interrupts the run
+ *   disconnected        alarm HF_ALARM_CODE_DEVICE_LOST, run paused, the
+ *                       device reopened with backoff; back: alarm cleared,
+ *                       run resumed; not back within the grace: interrupted
+ *   fatal               alarm HF_ALARM_CODE_DEVICE_FATAL, run interrupted,
+ *                       every actuator with a safe value driven to it
+ * Every failed call is counted; hw_error records are rate-limited per
+ * (operation, channel, class): at most one per report_interval_ns, the
+ * failures in between are summed into the next record of that key. */
+typedef struct {
+    uint64_t retry_backoff_ns;      /* ns: delay before a read's first retry, doubling
+                                       after; 0 = retry at once; default 1 ms           */
+    uint64_t retry_backoff_cap_ns;  /* ns: cap on one retry delay, default 100 ms       */
+    uint64_t disconnect_grace_ns;   /* ns: how long a run stays paused for a lost device
+                                       before it is interrupted, default 5 s            */
+    uint64_t reopen_backoff_ns;     /* ns: first reopen attempt after a disconnect,
+                                       doubling after; default 100 ms; > 0              */
+    uint64_t reopen_backoff_cap_ns; /* ns: cap on the reopen delay, default 1 s         */
+    uint64_t report_interval_ns;    /* ns: at most one hw_error record per key per
+                                       interval; 0 = a record per failure; default 1 s  */
+    int safe_state;                 /* 1: drive actuators to their safe values when the
+                                       device fails (fatal, a write that keeps failing);
+                                       default 1                                        */
+    const double *safe_values;      /* borrowed, must outlive the run: safe value per hal
+                                       actuator index, NAN = none; NULL = no table     */
+    uint32_t safe_count;            /* entries in safe_values                           */
+} hf_hal_policy_t;
+
+HF_EXPORT hf_hal_policy_t hf_hal_policy_default(void);
+
 typedef struct {
     uint32_t read_retries;      /* extra attempts after a transient/timeout read error, default 3 */
     uint32_t write_retries;     /* same for actuator writes, default 3                   */
     uint64_t ramp_update_ns;    /* ns between actuator writes during a ramp, default 10 ms */
     uint32_t max_records_per_tick; /* bound on work per tick; the rest is due at once,
                                       default 100000                                    */
+    hf_hal_policy_t hal;        /* hardware error policy                                 */
+    uint64_t wait_poll_ns;      /* ns between reads of a wait-until step, default 10 ms  */
 } hf_run_opts_t;
 
 HF_EXPORT hf_run_opts_t hf_run_opts_default(void);
@@ -133,6 +189,12 @@ typedef struct {
     uint64_t send_errors;  /* records the channel refused (not retried)               */
     uint32_t step;         /* index of the current step (step count once finished)    */
     uint64_t paused_ns;    /* ns spent paused                                         */
+    uint64_t hw_faults;    /* failed hal calls (every attempt, every class)           */
+    uint64_t hw_suppressed; /* of those, reported only as a count in a later record:
+                              hw_faults = records' own failures + hw_suppressed      */
+    uint64_t retries;      /* retry attempts of transient/timeout reads and writes    */
+    uint64_t reopens;      /* device open attempts after a disconnect                 */
+    uint64_t safe_writes;  /* actuators driven to their safe value                    */
 } hf_run_counters_t;
 
 typedef struct hf_run_s hf_run_t;
@@ -158,16 +220,23 @@ HF_EXPORT void hf_run_destroy(hf_run_t **self_p);
 HF_EXPORT hf_err_t hf_run_start(hf_run_t *self, uint64_t mono_ns, uint64_t wall_ns);
 
 /* Do everything due at or before mono_ns, in time order: step actions,
- * ramp writes, samples (each with its scheduled grid time as mono_ns),
- * completion. *next_mono_ns (may be NULL) gets the time of the next thing
- * due, HF_RUN_NEVER once the run has ended, or mono_ns itself when the
- * per-tick bound left work over. HF_ESTATE if not RUNNING; otherwise HF_OK,
- * or the first send error met (the run goes on; see counters). Never
- * allocates. */
+ * ramp writes, wait-until polls, samples and read retries (each with its
+ * scheduled time as mono_ns, samples with their grid time), hw_error
+ * summaries, reopen attempts, completion. Hardware errors are handled per
+ * hf_hal_policy_t (the run may pause, fail or be interrupted here).
+ * *next_mono_ns (may be NULL) gets the time of the next thing due,
+ * HF_RUN_NEVER once the run has ended, or mono_ns itself when the per-tick
+ * bound left work over. HF_ESTATE if neither RUNNING nor PAUSED; otherwise
+ * HF_OK, or the first send error met (the run goes on; see counters).
+ * Never allocates. */
 HF_EXPORT hf_err_t hf_run_tick(hf_run_t *self, uint64_t mono_ns, uint64_t *next_mono_ns);
-/* (PAUSED: HF_OK, nothing done, *next_mono_ns HF_RUN_NEVER.) */
+/* PAUSED: HF_OK; no sample or write; a run paused for a lost device makes
+ * its reopen attempts (and resumes, or is interrupted at the end of the
+ * grace); suppressed hw_error counts are summarised at their deadlines.
+ * *next_mono_ns is the next such deadline (HF_RUN_NEVER if none). */
 
-/* RUNNING|PAUSED -> ABORTED at mono_ns: emits HF_EV_ABORTED. Nothing
+/* RUNNING|PAUSED -> ABORTED at mono_ns: emits HF_EV_ABORTED (always works,
+ * also while the run waits for a lost device). Nothing
  * further is sampled or written. HF_ESTATE otherwise. */
 HF_EXPORT hf_err_t hf_run_abort(hf_run_t *self, uint64_t mono_ns);
 
@@ -180,13 +249,19 @@ HF_EXPORT hf_err_t hf_run_pause(hf_run_t *self, uint64_t mono_ns, const char *re
 
 /* PAUSED -> RUNNING at mono_ns: every pending deadline moves later by the
  * time paused; emits HF_EV_RESUMED with reason (NULL: "resumed").
- * HF_ESTATE if not PAUSED. */
+ * HF_ESTATE if not PAUSED, or if the run is paused because the device is
+ * lost (hf_run_device_lost): it resumes by itself when the device is back;
+ * abort or interrupt it to stop waiting. */
 HF_EXPORT hf_err_t hf_run_resume(hf_run_t *self, uint64_t mono_ns, const char *reason);
 
 /* RUNNING|PAUSED -> INTERRUPTED at mono_ns: emits HF_EV_INTERRUPTED with
  * reason (the engine gave up, e.g. a device that did not come back).
  * HF_ESTATE otherwise. */
 HF_EXPORT hf_err_t hf_run_interrupt(hf_run_t *self, uint64_t mono_ns, const char *reason);
+
+/* 1 while the run is paused because the device link is lost (it reopens the
+ * device at its deadlines and resumes by itself), else 0. */
+HF_EXPORT int hf_run_device_lost(const hf_run_t *self);
 
 HF_EXPORT hf_run_state_t hf_run_state(const hf_run_t *self);
 HF_EXPORT uint64_t hf_run_id(const hf_run_t *self);

@@ -86,6 +86,8 @@ typedef enum {
 
 /* Alarm codes raised by Holdfast itself (1000..1999; instruments use others). */
 #define HF_ALARM_CODE_SPOOL_FULL 1001 /* spool at its bound: samples dropped */
+#define HF_ALARM_CODE_DEVICE_LOST 1002  /* warning: device link lost, run paused   */
+#define HF_ALARM_CODE_DEVICE_FATAL 1003 /* critical: device fault, run interrupted */
 
 typedef struct {
     uint64_t seq;     /* per (epoch, lane); 0 until the spool assigns one  */

@@ -9,6 +9,13 @@
  * docs/commands.md) until a signal. Then flush, wait (bounded) for the
  * aggregator to ack everything, print a one-line summary, close.
  *
+ * --scenario FILE builds the instrument from a hwsim scenario (its devices,
+ * seed and fault schedule), applies its engine policy (retries, backoff,
+ * disconnect grace) and runs its inline method like --method (unless
+ * --method is given too); the safe values it declares are the run's safe
+ * table (docs/hardware-errors.md). --truth FILE writes hwsim's ground-truth
+ * log of every hal call.
+ *
  * Exit codes: 0 run ended (completed, aborted by signal or command, or
  * interrupted by the instrument: the summary says which) or served until a
  * signal, 1 runtime error, 2 usage error (bad flags, unreadable/invalid
@@ -24,6 +31,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +45,7 @@
 
 #define S_MAX_SLEEP_NS 50000000ull      /* wake at least every 50 ms to see signals */
 #define S_ABORT_DRAIN_MS 1000u          /* drain budget after a signal (close < 2 s) */
+#define S_PROGRESS_NS 10000000000ull    /* a progress line every 10 s during a run   */
 
 typedef struct {
     const char *id;
@@ -45,6 +54,8 @@ typedef struct {
     const char *method;
     const char *methods_dir;
     const char *summary;
+    const char *scenario;
+    const char *truth;
     int serve;
     uint64_t seed;
     uint32_t drain_timeout_ms;
@@ -75,7 +86,8 @@ s_usage(FILE *out)
             "usage: holdfast-engine --id NAME --connect ENDPOINT --spool DIR\n"
             "                       [--method FILE] [--methods DIR] [--serve]\n"
             "                       [--seed N] [--drain-timeout MS] [--summary FILE]\n"
-            "                       [--relaxed] [--spool-max-bytes N] [--full-policy P] [-v]\n"
+            "                       [--relaxed] [--spool-max-bytes N] [--full-policy P]\n"
+            "                       [--scenario FILE] [--truth FILE] [-v]\n"
             "  --id NAME            engine id, 1..64 chars of [A-Za-z0-9._-]\n"
             "  --connect ENDPOINT   aggregator endpoint, e.g. tcp://127.0.0.1:5555; several\n"
             "                       as EP1,EP2 (each gets every record; the spool keeps a\n"
@@ -86,7 +98,11 @@ s_usage(FILE *out)
             "  --methods DIR        where 'holdfast start ENGINE NAME' finds NAME.method\n"
             "  --serve              keep serving commands until a signal (the default\n"
             "                       without --method)\n"
-            "  --seed N             hwsim seed (default 1)\n"
+            "  --seed N             hwsim seed (default 1; a scenario has its own)\n"
+            "  --scenario FILE      the instrument, faults and engine policy of a hwsim\n"
+            "                       scenario (docs/hwsim.md); runs its method unless\n"
+            "                       --method is given; exits when the run ends unless --serve\n"
+            "  --truth FILE         write hwsim's ground-truth log of every hal call\n"
             "  --drain-timeout MS   wait this long for acks at the end (default 30000)\n"
             "  --summary FILE       also write the summary line to FILE\n"
             "  --relaxed            no fsync per group commit (faster, less durable)\n"
@@ -132,6 +148,7 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         {"spool-max-bytes", required_argument, NULL, 'B'},
         {"full-policy", required_argument, NULL, 'P'},
         {"methods", required_argument, NULL, 'M'},  {"serve", no_argument, NULL, 'e'},
+        {"scenario", required_argument, NULL, 'X'}, {"truth", required_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
     memset(a, 0, sizeof *a);
@@ -162,6 +179,12 @@ s_parse_args(int argc, char **argv, s_args_t *a)
             break;
         case 'e':
             a->serve = 1;
+            break;
+        case 'X':
+            a->scenario = optarg;
+            break;
+        case 'T':
+            a->truth = optarg;
             break;
         case 'S':
             if (!s_parse_u64(optarg, UINT64_MAX, &a->seed))
@@ -216,7 +239,11 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         return s_usage_error("empty %s", "--method FILE");
     if (a->methods_dir && !*a->methods_dir)
         return s_usage_error("empty %s", "--methods DIR");
-    if (!a->method)
+    if (a->scenario && !*a->scenario)
+        return s_usage_error("empty %s", "--scenario FILE");
+    if (a->truth && !*a->truth)
+        return s_usage_error("empty %s", "--truth FILE");
+    if (!a->method && !a->scenario)
         a->serve = 1;
     return 0;
 }
@@ -241,6 +268,63 @@ s_write_summary(const char *path, const char *line)
         return HF_EIO;
     }
     return HF_OK;
+}
+
+/* A scenario's method error, with the line in the scenario file. */
+static void
+s_scenario_method_error(const char *path, const hf_hwsim_scenario_t *sc, const char *err)
+{
+    unsigned line = 0;
+    int off = 0;
+    if (sscanf(err, "line %u: %n", &line, &off) == 1 && off > 0 && line > 0)
+        fprintf(stderr, "holdfast-engine: scenario %s: line %u (method line %u): %s\n", path,
+                hf_hwsim_scenario_method_line(sc) + line - 1, line, err + off);
+    else
+        fprintf(stderr, "holdfast-engine: scenario %s: method: %s\n", path, err);
+}
+
+/* The run's hardware policy: the scenario's (if any) over the defaults, and
+ * the safe table from the instrument (NAN where an actuator has none). */
+static void
+s_apply_policy(hf_run_opts_t *ro, const hf_hwsim_scenario_t *sc, const hf_hwsim_t *sim,
+               double *safe)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < HF_HWSIM_MAX_ACTUATORS; i++) {
+        double v = NAN;
+        if (hf_hwsim_actuator_safe(sim, i, &v) != HF_OK)
+            v = NAN;
+        safe[i] = v;
+        if (!isnan(v))
+            n = i + 1;
+    }
+    ro->hal.safe_values = safe;
+    ro->hal.safe_count = n;
+    if (!sc)
+        return;
+    const hf_hwsim_policy_t *p = hf_hwsim_scenario_policy(sc);
+    if (p->set & HF_HWSIM_POLICY_RETRIES)
+        ro->read_retries = ro->write_retries = p->retries;
+    if (p->set & HF_HWSIM_POLICY_GRACE)
+        ro->hal.disconnect_grace_ns = p->disconnect_grace_ns;
+    if ((p->set & HF_HWSIM_POLICY_BACKOFF) && p->retry_backoff_ns)
+        ro->hal.retry_backoff_ns = p->retry_backoff_ns;
+}
+
+/* The periodic progress line: sample timing is visible while a run lasts. */
+static void
+s_log_progress(const hf_controller_t *ctl)
+{
+    const hf_run_t *run = hf_controller_run(ctl);
+    hf_run_state_t st = hf_controller_state(ctl);
+    if (!run || (st != HF_RUN_RUNNING && st != HF_RUN_PAUSED))
+        return;
+    hf_run_counters_t c;
+    hf_run_counters(run, &c);
+    hf_log_info("engine", "run=%" PRIu64 " state=%s samples=%" PRIu64 " late=%" PRIu64
+                " missed=%" PRIu64 " hw_errors=%" PRIu64 " hw_faults=%" PRIu64,
+                hf_run_id(run), hf_run_state_name((uint8_t)st), c.samples, c.late, c.missed,
+                c.hw_errors, c.hw_faults);
 }
 
 static void
@@ -275,7 +359,19 @@ main(int argc, char **argv)
     hf_controller_t *ctl = NULL;
     int hal_open = 0;
     hf_hal_t hal = {0};
+    hf_hwsim_scenario_t *sc = NULL;
+    double safe[HF_HWSIM_MAX_ACTUATORS];
+    const char *method_src = args.method;
 
+    if (args.scenario) {
+        char serr[HF_HWSIM_SCENARIO_ERR_MAX];
+        sc = hf_hwsim_scenario_load(args.scenario, serr, sizeof serr, &rc);
+        if (!sc) {
+            fprintf(stderr, "holdfast-engine: scenario %s: %s\n", args.scenario, serr);
+            exit_code = 2;
+            goto done;
+        }
+    }
     if (args.method) {
         method = hf_method_load(args.method, errbuf, sizeof errbuf, &rc);
         if (!method) {
@@ -283,14 +379,29 @@ main(int argc, char **argv)
             exit_code = 2;
             goto done;
         }
+    } else if (sc) {
+        method_src = args.scenario;
+        method = hf_method_parse(hf_hwsim_scenario_name(sc), hf_hwsim_scenario_method(sc), errbuf,
+                                 sizeof errbuf, &rc);
+        if (!method) {
+            s_scenario_method_error(args.scenario, sc, errbuf);
+            exit_code = 2;
+            goto done;
+        }
     }
 
-    hf_hwsim_opts_t sopts = hf_hwsim_opts_default();
-    sopts.seed = args.seed;
-    sim = hf_hwsim_new(&sopts, &rc);
+    if (sc) {
+        sim = hf_hwsim_new_from_scenario(sc, args.truth, &rc);
+    } else {
+        hf_hwsim_opts_t sopts = hf_hwsim_opts_default();
+        sopts.seed = args.seed;
+        sopts.truth_path = args.truth;
+        sim = hf_hwsim_new(&sopts, &rc);
+    }
     if (!sim) {
-        hf_log_error("engine", "hwsim err=%s", hf_errname(rc));
-        exit_code = 1;
+        hf_log_error("engine", "hwsim err=%s%s%s", hf_errname(rc), args.truth ? " truth=" : "",
+                     args.truth ? args.truth : "");
+        exit_code = rc == HF_EINVAL ? 2 : 1;
         goto done;
     }
     hal = hf_hwsim_hal(sim);
@@ -299,19 +410,13 @@ main(int argc, char **argv)
      * cannot run is a usage error, not something to record. */
     hf_method_binding_t binding;
     if (method && hf_method_bind(method, &hal, &binding, errbuf, sizeof errbuf) != HF_OK) {
-        fprintf(stderr, "holdfast-engine: method %s: %s\n", args.method, errbuf);
+        if (method_src == args.scenario && !args.method)
+            s_scenario_method_error(args.scenario, sc, errbuf);
+        else
+            fprintf(stderr, "holdfast-engine: method %s: %s\n", method_src, errbuf);
         exit_code = 2;
         goto done;
     }
-
-    hf_hal_error_t herr;
-    memset(&herr, 0, sizeof herr);
-    if (hal.ops->open(hal.impl, hf_clock_mono_ns(), &herr) != HF_HAL_OK) {
-        hf_log_error("engine", "instrument open failed: %s", herr.reason);
-        exit_code = 1;
-        goto done;
-    }
-    hal_open = 1;
 
     hf_dispatcher_opts_t dopts = hf_dispatcher_opts_default();
     dopts.engine_id = args.id;
@@ -343,12 +448,30 @@ main(int argc, char **argv)
 
     hf_controller_opts_t copts = hf_controller_opts_default();
     copts.methods_dir = args.methods_dir;
+    s_apply_policy(&copts.run, sc, sim, safe);
     ctl = hf_controller_new(&hal, ch, &copts, &rc);
     if (!ctl) {
         hf_log_error("engine", "controller err=%s", hf_errname(rc));
         exit_code = 1;
         goto close;
     }
+
+    /* Opened just before the run starts: a scenario's fault times count
+     * from the first open (docs/hwsim.md). */
+    hf_hal_error_t herr;
+    memset(&herr, 0, sizeof herr);
+    if (hal.ops->open(hal.impl, hf_clock_mono_ns(), &herr) != HF_HAL_OK) {
+        hf_log_error("engine", "instrument open failed: %s", herr.reason);
+        exit_code = 1;
+        goto close;
+    }
+    hal_open = 1;
+    if (sc)
+        hf_log_info("engine", "engine=%s scenario=%s faults=%u retries=%u grace_ms=%" PRIu64
+                    " backoff_us=%" PRIu64,
+                    args.id, hf_hwsim_scenario_name(sc), hf_hwsim_scenario_fault_count(sc),
+                    copts.run.read_retries, copts.run.hal.disconnect_grace_ns / 1000000u,
+                    copts.run.hal.retry_backoff_ns / 1000u);
     if (method) {
         uint32_t nch = hf_method_channel_count(method);
         uint64_t dur_ms = hf_method_duration_ns(method) / 1000000u;
@@ -370,8 +493,14 @@ main(int argc, char **argv)
         hf_log_info("engine", "engine=%s serving commands%s%s", args.id,
                     args.methods_dir ? " methods=" : "", args.methods_dir ? args.methods_dir : "");
     uint64_t send_errs_logged = 0;
+    uint64_t progress_at = hf_clock_mono_ns() + S_PROGRESS_NS;
+    hf_run_state_t last_state = hf_controller_state(ctl);
     for (;;) {
         uint64_t now = hf_clock_mono_ns();
+        if (now >= progress_at) {
+            s_log_progress(ctl);
+            progress_at = now + S_PROGRESS_NS;
+        }
         if (s_stop) {
             if (hf_controller_abort(ctl, now) == HF_OK)
                 hf_log_info("engine", "run=%" PRIu64 " signal: aborted",
@@ -383,6 +512,13 @@ main(int argc, char **argv)
         if (rc != HF_OK && send_errs_logged++ < 10)
             hf_log_error("engine", "send err=%s", hf_errname(rc));
         hf_run_state_t st = hf_controller_state(ctl);
+        if (st != last_state) {
+            const hf_run_t *r = hf_controller_run(ctl);
+            hf_log_info("engine", "run=%" PRIu64 " state=%s%s", r ? hf_run_id(r) : 0,
+                        hf_run_state_name((uint8_t)st),
+                        r && hf_run_device_lost(r) ? " (device lost: reopening)" : "");
+            last_state = st;
+        }
         if (!args.serve && st != HF_RUN_RUNNING && st != HF_RUN_PAUSED)
             break;
         uint64_t cap = now + S_MAX_SLEEP_NS;
@@ -406,6 +542,8 @@ main(int argc, char **argv)
     if (state == HF_RUN_INTERRUPTED)
         hf_log_warn("engine", "run=%" PRIu64 " interrupted by the instrument hw_errors=%" PRIu64,
                     run_id, cnt.hw_errors);
+    if (state == HF_RUN_FAILED)
+        hf_log_warn("engine", "run=%" PRIu64 " failed (see its failed event)", run_id);
     if (cnt.send_errors)
         hf_log_error("engine", "run=%" PRIu64 " send_errors=%" PRIu64, run_id, cnt.send_errors);
 
@@ -437,15 +575,19 @@ main(int argc, char **argv)
 
     hf_dispatcher_stats_t st;
     hf_dispatcher_stats(disp, &st);
-    char line[512];
+    char line[768];
+    /* existing keys first, in their order (scripts parse them); new ones last */
     snprintf(line, sizeof line,
              "engine=%s epoch=%016" PRIx64 " run=%" PRIu64 " state=%s committed_control=%" PRIu64
              " committed_data=%" PRIu64 " acked_control=%" PRIu64 " acked_data=%" PRIu64
              " samples=%" PRIu64 " late=%" PRIu64 " missed=%" PRIu64 " dropped=%" PRIu64
-             " gaps=%" PRIu64,
+             " gaps=%" PRIu64 " hw_errors=%" PRIu64 " hw_faults=%" PRIu64 " retries=%" PRIu64
+             " reopens=%" PRIu64 " safe_writes=%" PRIu64 " paused_ms=%" PRIu64,
              args.id, st.epoch, run_id, hf_run_state_name((uint8_t)state),
              st.committed[HF_LANE_CONTROL], st.committed[HF_LANE_DATA], st.acked[HF_LANE_CONTROL],
-             st.acked[HF_LANE_DATA], cnt.samples, cnt.late, cnt.missed, st.dropped, st.gaps);
+             st.acked[HF_LANE_DATA], cnt.samples, cnt.late, cnt.missed, st.dropped, st.gaps,
+             cnt.hw_errors, cnt.hw_faults, cnt.retries, cnt.reopens, cnt.safe_writes,
+             cnt.paused_ns / 1000000u);
     printf("%s\n", line);
     fflush(stdout);
     if (args.summary && s_write_summary(args.summary, line) != HF_OK && exit_code == 0)
@@ -458,7 +600,13 @@ done:
     hf_controller_destroy(&ctl);
     if (hal_open)
         hal.ops->close(hal.impl);
+    if (sim && args.truth && hf_hwsim_truth_close(sim) != HF_OK) {
+        hf_log_error("engine", "truth=%s incomplete (write failed)", args.truth);
+        if (exit_code == 0)
+            exit_code = 1;
+    }
     hf_hwsim_destroy(&sim);
+    hf_hwsim_scenario_destroy(&sc);
     hf_method_destroy(&method);
     return exit_code;
 }

@@ -268,6 +268,12 @@ s_cmd_run_state(hf_controller_t *self, const hf_command_t *cmd, uint64_t mono_ns
     }
     hf_run_state_t before = hf_run_state(self->run);
     unsigned long long id = (unsigned long long)hf_run_id(self->run);
+    if (cmd->verb == HF_CMD_RESUME && hf_run_device_lost(self->run)) {
+        /* the device decides: the run resumes by itself once it reopens */
+        snprintf(text, cap, "cannot resume run %llu: the device is disconnected (it resumes "
+                            "when the device is back; abort to stop)", id);
+        return HF_ESTATE;
+    }
     hf_err_t rc;
     switch (cmd->verb) {
     case HF_CMD_PAUSE: rc = hf_run_pause(self->run, mono_ns, "paused by command"); break;

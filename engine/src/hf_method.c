@@ -6,6 +6,8 @@
  *   set ACTUATOR VALUE            write a value now
  *   ramp ACTUATOR TARGET DURATION linear from the last set value to TARGET
  *   hold DURATION                 wait
+ *   wait-until CH OP VALUE TIMEOUT  poll CH until (CH OP VALUE); fail the run
+ *                                 if it does not hold within TIMEOUT
  * DURATION is a positive decimal with a unit: ns, us, ms, s, min, h.
  *
  * Design notes:
@@ -20,7 +22,8 @@
  * Invariants of a parsed method: 1 <= step_count <= HF_METHOD_MAX_STEPS;
  * channel names are unique, valid, in order of first appearance, and each
  * SAMPLE step owns the contiguous range [first_channel, +channel_count);
- * every RAMP's actuator was SET (or ramped) by an earlier step; every
+ * every RAMP's actuator was SET (or ramped) by an earlier step; a
+ * WAIT_UNTIL has a valid channel name, an op and a finite value; every
  * duration is in (0, HF_METHOD_DURATION_MAX_NS]; every rate in
  * (0, HF_METHOD_RATE_MAX]; every value finite.
  */
@@ -245,6 +248,15 @@ hf_method_bind(const hf_method_t *self, const hf_hal_t *hal, hf_method_binding_t
             return HF_ENOTFOUND;
         }
     }
+    for (uint32_t i = 0; i < self->step_count; i++) {
+        const hf_step_t *s = &self->steps[i];
+        if (s->kind != HF_STEP_WAIT_UNTIL)
+            continue;
+        if (hf_hal_find_channel(hal, s->channel, &out->wait_channel[i]) != HF_OK) {
+            s_errf(errbuf, errlen, s->line, "unknown channel '%s'", s->channel);
+            return HF_ENOTFOUND;
+        }
+    }
     return HF_OK;
 }
 
@@ -421,6 +433,43 @@ s_parse_sample(hf_method_t *self, uint32_t line, char *list, const char *rate, h
     return HF_OK;
 }
 
+/* wait-until CHANNEL OP VALUE TIMEOUT (tok[0] is the keyword). */
+static hf_err_t
+s_parse_wait(uint32_t line, char **tok, hf_step_t *st, char *errbuf, size_t errlen)
+{
+    static const struct {
+        const char *word;
+        hf_wait_op_t op;
+    } k_ops[] = {
+        {"<", HF_WAIT_LT},  {"<=", HF_WAIT_LE}, {">", HF_WAIT_GT},
+        {">=", HF_WAIT_GE}, {"==", HF_WAIT_EQ}, {"!=", HF_WAIT_NE},
+    };
+    const char *why = NULL;
+    if (!s_name_valid(tok[1])) {
+        s_errf(errbuf, errlen, line, "bad channel name '%s'", tok[1]);
+        return HF_EINVAL;
+    }
+    size_t k = 0;
+    while (k < sizeof k_ops / sizeof k_ops[0] && strcmp(tok[2], k_ops[k].word) != 0)
+        k++;
+    if (k == sizeof k_ops / sizeof k_ops[0]) {
+        s_errf(errbuf, errlen, line, "bad comparison '%s' (expected <, <=, >, >=, == or !=)",
+               tok[2]);
+        return HF_EINVAL;
+    }
+    if (!s_number(tok[3], &st->value, NULL)) {
+        s_errf(errbuf, errlen, line, "bad value '%s' (a decimal number)", tok[3]);
+        return HF_EINVAL;
+    }
+    if (!s_duration(tok[4], &st->duration_ns, &why)) {
+        s_errf(errbuf, errlen, line, "bad timeout '%s': %s", tok[4], why);
+        return HF_EINVAL;
+    }
+    st->op = (uint8_t)k_ops[k].op;
+    snprintf(st->channel, sizeof st->channel, "%s", tok[1]);
+    return HF_OK;
+}
+
 static hf_err_t
 s_parse_line(hf_method_t *self, uint32_t line, char *buf, char *errbuf, size_t errlen)
 {
@@ -450,13 +499,14 @@ s_parse_line(hf_method_t *self, uint32_t line, char *buf, char *errbuf, size_t e
         {"set", HF_STEP_SET, 2, "set ACTUATOR VALUE"},
         {"ramp", HF_STEP_RAMP, 3, "ramp ACTUATOR TARGET DURATION"},
         {"hold", HF_STEP_HOLD, 1, "hold DURATION"},
+        {"wait-until", HF_STEP_WAIT_UNTIL, 4, "wait-until CHANNEL OP VALUE TIMEOUT"},
     };
     size_t k = 0;
     while (k < sizeof k_steps / sizeof k_steps[0] && strcmp(tok[0], k_steps[k].word) != 0)
         k++;
     if (k == sizeof k_steps / sizeof k_steps[0]) {
-        s_errf(errbuf, errlen, line, "unknown step '%s' (expected sample, set, ramp or hold)",
-               tok[0]);
+        s_errf(errbuf, errlen, line,
+               "unknown step '%s' (expected sample, set, ramp, hold or wait-until)", tok[0]);
         return HF_EINVAL;
     }
     if (ntok - 1 < k_steps[k].nargs) {
@@ -519,6 +569,8 @@ s_parse_line(hf_method_t *self, uint32_t line, char *buf, char *errbuf, size_t e
         }
         self->duration_ns += st->duration_ns;
         return HF_OK;
+    case HF_STEP_WAIT_UNTIL:
+        return s_parse_wait(line, tok, st, errbuf, errlen);
     }
     return HF_EINVAL;
 }

@@ -264,3 +264,22 @@ Test(controller, interrupt_ends_a_paused_run_with_the_reason, .timeout = 10)
     cr_assert_eq(hf_run_resume(run, T0 + 6 * S, NULL), HF_ESTATE);
     fx_fini(&fx);
 }
+
+Test(controller, resume_is_refused_while_the_device_is_lost, .timeout = 10)
+{
+    fx_t fx;
+    fx_init(&fx, NULL);
+    hf_hwsim_fault_t f = {.kind = HF_HWSIM_DISCONNECT, .target = HF_HWSIM_ON_DEVICE,
+                          .from_ns = T0 + 500 * MS, .until_ns = T0 + 60 * S};
+    cr_assert_eq(hf_hwsim_add_fault(fx.sim, &f), HF_OK);
+    char text[HF_TEXT_MAX + 1];
+    cr_assert_eq(fx_cmd(&fx, HF_CMD_START, "warm", k_method, 0, T0, text), HF_OK);
+    fx_drive(&fx, T0, T0 + 1000 * MS);
+    cr_assert_eq(hf_controller_state(fx.ctl), HF_RUN_PAUSED);
+    cr_assert_eq(fx_cmd(&fx, HF_CMD_RESUME, "", NULL, 0, T0 + 1000 * MS, text), HF_ESTATE);
+    cr_assert(strstr(text, "device is disconnected"), "%s", text);
+    cr_assert_eq(hf_controller_state(fx.ctl), HF_RUN_PAUSED);
+    cr_assert_eq(fx_cmd(&fx, HF_CMD_ABORT, "", NULL, 0, T0 + 1000 * MS, text), HF_OK);
+    cr_assert_eq(hf_controller_state(fx.ctl), HF_RUN_ABORTED);
+    fx_fini(&fx);
+}

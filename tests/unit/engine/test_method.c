@@ -248,3 +248,61 @@ Test(method, bind_refuses_unknown_channel_naming_it_and_its_line, .timeout = 10)
     hf_method_destroy(&m);
     hf_hwsim_destroy(&sim);
 }
+
+Test(method, parses_wait_until_with_every_comparison, .timeout = 10)
+{
+    hf_method_t *m = s_parse_ok("set oven.setpoint 60\n"
+                                "wait-until oven.temp >= 59.5 30s  # heat up\n"
+                                "wait-until flow < 2 500ms\nwait-until flow <= -1 1s\n"
+                                "wait-until flow > 1e1 1s\nwait-until flow == 0 1s\n"
+                                "wait-until\tflow != 3 2min\n");
+    cr_assert_eq(hf_method_step_count(m), 7);
+    const hf_step_t *st = hf_method_step(m, 1);
+    cr_assert_eq(st->kind, HF_STEP_WAIT_UNTIL);
+    cr_assert_str_eq(st->channel, "oven.temp");
+    cr_assert_eq(st->op, HF_WAIT_GE);
+    cr_assert_float_eq(st->value, 59.5, 1e-12);
+    cr_assert_eq(st->duration_ns, 30000000000ull);
+    cr_assert_str_eq(st->text, "wait-until oven.temp >= 59.5 30s");
+    cr_assert_eq(st->line, 2);
+    uint8_t want[] = {HF_WAIT_LT, HF_WAIT_LE, HF_WAIT_GT, HF_WAIT_EQ, HF_WAIT_NE};
+    for (uint32_t i = 0; i < 5; i++)
+        cr_assert_eq(hf_method_step(m, 2 + i)->op, want[i], "step %u", 2 + i);
+    cr_assert_eq(hf_method_step(m, 6)->duration_ns, 120000000000ull);
+    cr_assert_eq(hf_method_channel_count(m), 0, "a polled channel is not a sampled one");
+    cr_assert_eq(hf_method_duration_ns(m), 0, "waits are not in the scheduled length");
+    hf_method_destroy(&m);
+}
+
+Test(method, refuses_bad_wait_until_with_line, .timeout = 10)
+{
+    s_refused("wait-until oven.temp >= 59.5\n",
+              "line 1: missing arguments: usage: wait-until CHANNEL OP VALUE TIMEOUT");
+    s_refused("hold 1s\nwait-until oven.temp => 59.5 30s\n",
+              "line 2: bad comparison '=>' (expected <, <=, >, >=, == or !=)");
+    s_refused("wait-until oven.temp >= hot 30s\n", "line 1: bad value 'hot'");
+    s_refused("wait-until oven.temp >= nan 30s\n", "line 1: bad value 'nan'");
+    s_refused("wait-until oven.temp >= 1 30\n", "line 1: bad timeout '30': has no unit");
+    s_refused("wait-until oven.temp >= 1 0s\n", "line 1: bad timeout '0s': must be positive");
+    s_refused("wait-until oven/temp >= 1 1s\n", "line 1: bad channel name 'oven/temp'");
+    s_refused("wait-until oven.temp >= 1 1s extra\n", "line 1: unexpected argument 'extra'");
+    s_refused("wait-until oven.temp >=59 1s\n", "line 1: missing arguments");
+    s_refused("wait oven.temp >= 1 1s\n", "line 1: unknown step 'wait'");
+}
+
+Test(method, bind_resolves_and_refuses_wait_until_channels, .timeout = 10)
+{
+    hf_hwsim_opts_t o = hf_hwsim_opts_default();
+    hf_hwsim_t *sim = hf_hwsim_new(&o, NULL);
+    hf_hal_t hal = hf_hwsim_hal(sim);
+    hf_method_binding_t b;
+    hf_method_t *m = s_parse_ok("hold 1s\nwait-until ambient > 1 1s\n");
+    cr_assert_eq(hf_method_bind(m, &hal, &b, s_err, sizeof s_err), HF_OK, "%s", s_err);
+    cr_assert_eq(b.wait_channel[1], 3);
+    hf_method_destroy(&m);
+    m = s_parse_ok("hold 1s\n\nwait-until oven.tmp > 1 1s\n");
+    cr_assert_eq(hf_method_bind(m, &hal, &b, s_err, sizeof s_err), HF_ENOTFOUND);
+    cr_assert_str_eq(s_err, "line 3: unknown channel 'oven.tmp'");
+    hf_method_destroy(&m);
+    hf_hwsim_destroy(&sim);
+}
