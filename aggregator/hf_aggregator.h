@@ -30,7 +30,16 @@ typedef struct {
                               NULL: none. Messages: docs/cli.md, "status feed"   */
     uint32_t command_timeout_ms; /* a command the engine has not answered in this
                                     long is answered "outcome unknown" (default 10000) */
+    uint32_t max_restarts;  /* restart intensity of each task (an engine's session,
+                               the control endpoint, the status feed): at most this
+                               many restarts ...                   (default 10)  */
+    uint32_t restart_period_ms; /* ... in this window; past it the aggregator gives
+                               up: hf_aggregator_run returns HF_ESTATE (default 60000) */
 } hf_aggregator_opts_t;
+
+/* The exit code the daemon uses when the aggregator gave up on a task that
+ * kept failing (docs/supervision.md): the service manager restarts it. */
+#define HF_AGGREGATOR_EXIT_GAVE_UP 70
 
 HF_EXPORT hf_aggregator_opts_t hf_aggregator_opts_default(void);
 /* Open the store and bind both endpoints. NULL with *err on failure
@@ -42,7 +51,10 @@ HF_EXPORT const char *hf_aggregator_endpoint(const hf_aggregator_t *self);
 HF_EXPORT const char *hf_aggregator_control_endpoint(const hf_aggregator_t *self);
 /* The status feed's endpoint as bound, or NULL when there is none; borrowed. */
 HF_EXPORT const char *hf_aggregator_status_endpoint(const hf_aggregator_t *self);
-/* Serve until *stop becomes non-zero (checked at least every 100 ms). */
+/* Serve until *stop becomes non-zero (checked at least every 100 ms):
+ * HF_OK. HF_ESTATE when a task failed more often than the restart
+ * intensity allows (logged: "supervisor=aggregator gave up ..."); HF_EIO
+ * when polling itself failed. */
 HF_EXPORT hf_err_t hf_aggregator_run(hf_aggregator_t *self, volatile sig_atomic_t *stop);
 HF_EXPORT void hf_aggregator_close(hf_aggregator_t **self_p);
 

@@ -470,10 +470,10 @@ s_cmd_status(s_client_t *c, bool detailed)
     s_table_t t;
     memset(&t, 0, sizeof t);
     if (detailed) {
-        t.ncols = 12;
+        t.ncols = 13;
         const char *hdr[] = {"ENGINE", "AVAILABILITY", "SINCE", "REASON", "CONNECTED",
                              "EPOCH", "EPOCHS", "CONTROL", "DATA", "FIRST SEEN",
-                             "LAST SEEN", "RUN"};
+                             "LAST SEEN", "RUN", "RESTARTS"};
         s_table_row(&t, hdr);
     } else {
         t.ncols = 7;
@@ -520,10 +520,13 @@ s_cmd_status(s_client_t *c, bool detailed)
             snprintf(epochs, sizeof epochs, "%llu", (unsigned long long)s_u64(e, "epochs"));
             if (run_id)
                 snprintf(run, sizeof run, "%llu (%s)", (unsigned long long)run_id, state);
+            char restarts[16];
+            snprintf(restarts, sizeof restarts, "%llu", (unsigned long long)s_u64(e, "restarts"));
             const char *row[] = {eng, avail, since, reason[0] ? reason : "-", conn, epoch,
                                  epochs, ctl, data,
                                  s_iso(s_u64(e, "first_seen_ns"), first, sizeof first),
-                                 s_iso(s_u64(e, "last_seen_ns"), last, sizeof last), run};
+                                 s_iso(s_u64(e, "last_seen_ns"), last, sizeof last), run,
+                                 restarts};
             s_table_row(&t, row);
         } else {
             if (reason[0])
@@ -684,6 +687,10 @@ s_cmd_watch(const char *feed, uint64_t count, int timeout_ms)
                        (unsigned long long)s_u64(o, "pending_data"),
                        (unsigned long long)s_u64(o, "drain_per_s"),
                        (unsigned long long)s_u64(o, "eta_ms"), (unsigned long long)s_u64(o, "dropped"));
+            else if (!strcmp(type, "restart"))
+                printf("%s restart task=%s restarts=%llu err=%s reason=\"%s\"\n", when,
+                       s_str(o, "task", a, sizeof a), (unsigned long long)s_u64(o, "restarts"),
+                       s_str(o, "err", eng, sizeof eng), s_str(o, "reason", b, sizeof b));
             fflush(stdout);
             seen++;
         }
@@ -1462,6 +1469,32 @@ main(int argc, char **argv)
     if (i >= argc)
         return s_usage_error("no command given%s", NULL);
     const char *cmd = argv[i++];
+
+    if (!strcmp(cmd, "fault")) {
+        /* test builds of the aggregator only (docs/supervision.md): make a
+         * supervised task fail, e.g. "session:ENGINE", "control", "feed" */
+        if (i + 1 != argc)
+            return s_usage_error("fault needs one TASK%s", NULL);
+        s_client_t c;
+        int rc = s_client_open(&c, endpoint, (int)timeout);
+        if (rc == 0) {
+            msgpack_sbuffer sb;
+            msgpack_sbuffer_init(&sb);
+            msgpack_packer pk;
+            msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+            msgpack_pack_map(&pk, 3);
+            s_pk_str(&pk, "v");
+            msgpack_pack_uint8(&pk, HF_CONTROL_VERSION);
+            s_pk_str(&pk, "cmd");
+            s_pk_str(&pk, "fault");
+            s_pk_str(&pk, "task");
+            s_pk_str(&pk, argv[i]);
+            rc = s_call(&c, &sb) ? 0 : 1;
+            msgpack_sbuffer_destroy(&sb);
+        }
+        s_client_close(&c);
+        return rc;
+    }
 
     uint8_t verb = 0;
     if (hf_command_verb_parse(cmd, &verb) == HF_OK) {

@@ -23,7 +23,8 @@ s_usage(FILE *f)
 {
     fprintf(f, "usage: holdfast-aggregator --bind ENDPOINT --control ENDPOINT --data DIR\n"
                "                           [--watchdog-ms MS] [--max-engines N]\n"
-               "                           [--status ENDPOINT] [-v]\n"
+               "                           [--status ENDPOINT] [--command-timeout-ms MS]\n"
+               "                           [--max-restarts N] [--restart-period-s S] [-v]\n"
                "  --bind ENDPOINT     where engines connect (e.g. tcp://127.0.0.1:5555)\n"
                "  --control ENDPOINT  where the holdfast CLI connects (e.g. tcp://127.0.0.1:5556)\n"
                "  --data DIR          the store directory (created if missing)\n"
@@ -31,6 +32,12 @@ s_usage(FILE *f)
                "  --max-engines N     engines served at once (1024)\n"
                "  --status ENDPOINT   publish the status feed there (ZeroMQ PUB): availability,\n"
                "                      run events, backlogs; `holdfast status --watch` shows it\n"
+               "  --command-timeout-ms MS  an engine that has not answered a command in this\n"
+               "                      long: the command's outcome is unknown (10000)\n"
+               "  --max-restarts N    restart intensity of each supervised task (an engine's\n"
+               "  --restart-period-s S  session, the control endpoint, the status feed): past\n"
+               "                      N restarts in S seconds the aggregator exits with\n"
+               "                      status 70 (10 in 60)\n"
                "  -v                  debug logging\n");
 }
 
@@ -54,10 +61,13 @@ main(int argc, char **argv)
         {"data", required_argument, 0, 'd'},        {"watchdog-ms", required_argument, 0, 'w'},
         {"max-engines", required_argument, 0, 'm'}, {"help", no_argument, 0, 'h'},
         {"status", required_argument, 0, 's'},
+        {"command-timeout-ms", required_argument, 0, 'T'},
+        {"max-restarts", required_argument, 0, 'R'},
+        {"restart-period-s", required_argument, 0, 'P'},
         {0, 0, 0, 0}};
     int c;
     bool verbose = false;
-    while ((c = getopt_long(argc, argv, "b:c:d:w:m:s:hv", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:c:d:w:m:s:T:R:P:hv", longopts, NULL)) != -1) {
         switch (c) {
         case 'b': o.bind = optarg; break;
         case 'c': o.control = optarg; break;
@@ -75,6 +85,28 @@ main(int argc, char **argv)
             }
             break;
         case 's': o.status = optarg; break;
+        case 'T':
+            if (s_parse_u32(optarg, 3600000, &o.command_timeout_ms) != 0 ||
+                o.command_timeout_ms < 100) {
+                fprintf(stderr, "holdfast-aggregator: --command-timeout-ms must be 100..3600000\n");
+                return 2;
+            }
+            break;
+        case 'R':
+            if (s_parse_u32(optarg, 256, &o.max_restarts) != 0 || o.max_restarts == 0) {
+                fprintf(stderr, "holdfast-aggregator: --max-restarts must be 1..256\n");
+                return 2;
+            }
+            break;
+        case 'P': {
+            uint32_t sec = 0;
+            if (s_parse_u32(optarg, 86400, &sec) != 0 || sec == 0) {
+                fprintf(stderr, "holdfast-aggregator: --restart-period-s must be 1..86400\n");
+                return 2;
+            }
+            o.restart_period_ms = sec * 1000u;
+            break;
+        }
         case 'v': verbose = true; break;
         case 'h': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;
@@ -103,5 +135,7 @@ main(int argc, char **argv)
     }
     err = hf_aggregator_run(agg, &s_stop);
     hf_aggregator_close(&agg);
+    if (err == HF_ESTATE)
+        return HF_AGGREGATOR_EXIT_GAVE_UP; /* gave up on a task: let systemd restart us */
     return err == HF_OK ? 0 : 1;
 }

@@ -212,6 +212,7 @@ typedef enum {
     S_CMD_HISTORY,
     S_CMD_COMMAND,
     S_CMD_RUN,
+    S_CMD_FAULT,
 } s_cmd_t;
 
 typedef struct {
@@ -227,6 +228,7 @@ typedef struct {
     hf_command_t command;              /* COMMAND: id 0, body borrowed  */
     bool has_verb;
     bool from_end;                     /* export: start after the newest record */
+    char task[HF_ENGINE_ID_MAX + 16];  /* FAULT                         */
 } s_req_t;
 
 static int
@@ -295,6 +297,8 @@ s_parse(const uint8_t *req, size_t len, s_req_t *q, char *msg, size_t msgcap)
                 q->cmd = S_CMD_COMMAND, q->cmd_name = "command";
             else if (s_str_is(&v, "run"))
                 q->cmd = S_CMD_RUN, q->cmd_name = "run";
+            else if (s_str_is(&v, "fault"))
+                q->cmd = S_CMD_FAULT, q->cmd_name = "fault";
             else if (v.t == S_STR) {
                 snprintf(msg, msgcap, "unknown command '%.*s'", (int)(v.n > 32 ? 32 : v.n),
                          (const char *)v.s);
@@ -349,6 +353,13 @@ s_parse(const uint8_t *req, size_t len, s_req_t *q, char *msg, size_t msgcap)
                 snprintf(msg, msgcap, "'pos' must be the bin returned by a previous page");
                 return HF_EPROTO;
             }
+        } else if (!strcmp(key, "task")) {
+            if (v.t != S_STR || v.n >= sizeof q->task || memchr(v.s, 0, v.n)) {
+                snprintf(msg, msgcap, "'task' must be a task name");
+                return HF_EINVAL;
+            }
+            memcpy(q->task, v.s, v.n);
+            q->task[v.n] = 0;
         } else if (!strcmp(key, "from")) {
             if (s_str_is(&v, "end"))
                 q->from_end = true;
@@ -662,7 +673,8 @@ s_live_cmp(const void *a, const void *b)
 static void
 s_pack_engine(msgpack_packer *pk, const s_eng_t *st, const hf_live_t *lv)
 {
-    msgpack_pack_map(pk, 17);
+    msgpack_pack_map(pk, 18);
+    s_kv_u64(pk, "restarts", lv ? lv->restarts : 0);
     s_kv_str(pk, "engine", st ? st->e.engine : lv->engine);
     s_kv_str(pk, "availability", hf_avail_name(lv ? lv->availability : HF_AVAIL_UNKNOWN));
     s_kv_u64(pk, "since_ns", lv ? lv->since_ns : 0);
@@ -1228,6 +1240,10 @@ hf_control_handle(hf_store_t *store, const hf_live_t *live, size_t nlive, const 
         case S_CMD_RUN:
             rc = s_do_run(store, live, nlive, &q, &pk, &o, msg, sizeof msg);
             break;
+        case S_CMD_FAULT:
+            rc = HF_ENOTFOUND;
+            snprintf(msg, sizeof msg, "the fault hook exists only in test builds");
+            break;
         case S_CMD_COMMAND:
             /* the shell routes commands (hf_control_parse_command) */
             rc = HF_ESTATE;
@@ -1297,3 +1313,17 @@ hf_control_command_reply(const char *engine, uint64_t id, uint8_t verb, hf_err_t
     *outlen = o.len;
     return o.overflow ? HF_EFULL : HF_OK;
 }
+
+#ifdef HF_TESTING
+hf_err_t
+hf_control_parse_fault(const uint8_t *req, size_t len, char *task, size_t cap)
+{
+    s_req_t q;
+    char msg[160];
+    if (!task || cap == 0 || s_parse(req, len, &q, msg, sizeof msg) != HF_OK ||
+        q.cmd != S_CMD_FAULT || !q.task[0])
+        return HF_ENOTFOUND;
+    snprintf(task, cap, "%s", q.task);
+    return HF_OK;
+}
+#endif

@@ -47,6 +47,7 @@ typedef struct {
     uint8_t has_backlog;               /* the engine sent STATUS on this connection  */
     hf_status_t backlog;               /* its last STATUS                            */
     uint64_t backlog_age_ms;           /* how old that STATUS is, ms                 */
+    uint32_t restarts;                 /* restarts of its session (supervision)      */
 } hf_live_t;
 
 /* Handle one control request (req[0..len), bytes as received) and write the
@@ -80,6 +81,13 @@ HF_EXPORT hf_err_t hf_control_parse_command(const uint8_t *req, size_t len,
 HF_EXPORT hf_err_t hf_control_command_reply(const char *engine, uint64_t id, uint8_t verb,
                                             hf_err_t result, bool by_engine, const char *text,
                                             uint8_t *out, size_t cap, size_t *outlen);
+
+#ifdef HF_TESTING
+/* The fault hook's request ({"cmd":"fault","task":T}, test builds only):
+ * HF_OK and the task name in task[cap], or HF_ENOTFOUND. */
+HF_EXPORT hf_err_t hf_control_parse_fault(const uint8_t *req, size_t len, char *task,
+                                          size_t cap);
+#endif
 
 /* Name of an availability value: "unknown", "available", "unavailable". */
 HF_EXPORT const char *hf_avail_name(uint8_t availability);

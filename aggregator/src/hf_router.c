@@ -49,6 +49,7 @@
 #define S_CONTROL_REQ_MAX (64u << 10)  /* bytes */
 #define S_GROUP_MAX (4u * HF_PROTO_MAX_BATCH) /* records committed in one store txn */
 #define S_COMMAND_FRAME_MAX (HF_COMMAND_BODY_MAX + 1024) /* bytes */
+#define HF_EEXIST_HANDLED ((hf_err_t)-1) /* local: a request already answered */
 
 /* A run of records of one engine and lane in the pending group. */
 typedef struct {
@@ -58,6 +59,15 @@ typedef struct {
     uint32_t n;             /* records                                 */
 } s_seg_t;
 #define S_SEGS_MAX 1024
+
+/* A long-lived part of the aggregator's loop supervised in-thread: the
+ * control endpoint and the status feed (each engine's session carries its
+ * own window in hf_session_t). */
+typedef struct {
+    hf_restart_window_t window;
+    uint32_t restarts;      /* total                                   */
+    bool fault;             /* HF_TESTING: fail at the next occasion   */
+} s_task_t;
 
 struct hf_aggregator_s {
     hf_aggregator_opts_t opts;
@@ -83,6 +93,9 @@ struct hf_aggregator_s {
     uint64_t quiet_before_hello; /* frames before HELLO, for log rate limiting */
     char endpoint[256];     /* engines' endpoint as bound             */
     char control_ep[256];   /* control endpoint as bound              */
+    s_task_t control_task;  /* the control endpoint, supervised        */
+    s_task_t feed_task;     /* the status feed, supervised             */
+    bool gave_up;           /* a task exceeded its restart intensity   */
 };
 
 hf_aggregator_opts_t
@@ -94,6 +107,8 @@ hf_aggregator_opts_default(void)
     o.max_engines = 1024;
     o.store_max_bytes = (size_t)64 << 30;
     o.command_timeout_ms = 10000;
+    o.max_restarts = 10;
+    o.restart_period_ms = 60000;
     return o;
 }
 
@@ -153,6 +168,7 @@ s_restore_one(const hf_store_engine_t *e, void *arg)
     hf_session_t *s = &self->sessions[self->nsessions++];
     hf_session_restore(s, e->engine, e->current_epoch, e->last_run, e->last_run_state,
                        lo.start_ns, lo.reason, hf_clock_mono_ms(), hf_clock_wall_ns());
+    hf_restart_window_init(&s->window, self->opts.max_restarts, self->opts.restart_period_ms);
     return 0;
 }
 
@@ -185,6 +201,14 @@ hf_aggregator_open(const hf_aggregator_opts_t *opts, hf_err_t *err)
         goto fail;
     }
     self->opts = *opts;
+    if (hf_restart_window_init(&self->control_task.window, opts->max_restarts,
+                               opts->restart_period_ms) != HF_OK ||
+        hf_restart_window_init(&self->feed_task.window, opts->max_restarts,
+                               opts->restart_period_ms) != HF_OK) {
+        hf_log_error(S_LOG, "invalid restart intensity: %u restarts in %u ms",
+                     opts->max_restarts, opts->restart_period_ms);
+        goto fail;
+    }
     self->sessions = calloc(opts->max_engines, sizeof *self->sessions);
     self->live = calloc(opts->max_engines, sizeof *self->live);
     self->recs = calloc(S_GROUP_MAX, sizeof *self->recs);
@@ -326,6 +350,7 @@ s_session(hf_aggregator_t *self, const char *engine, bool create)
         return NULL;
     hf_session_t *s = &self->sessions[self->nsessions++];
     hf_session_init(s, engine);
+    hf_restart_window_init(&s->window, self->opts.max_restarts, self->opts.restart_period_ms);
     return s;
 }
 
@@ -462,6 +487,170 @@ s_feed_backlog(hf_aggregator_t *self, const hf_session_t *s)
 }
 
 static void s_maybe_reconcile(hf_aggregator_t *self, hf_session_t *s);
+
+/* {type:"restart", task, restarts, err, reason}: a supervised task restarted */
+static void
+s_feed_restart(hf_aggregator_t *self, const char *task, uint32_t restarts, hf_err_t err,
+               const char *reason)
+{
+    if (!self->status_sock)
+        return;
+    s_feed_buf_t f = {.len = 0, .full = false};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &f, s_feed_write);
+    msgpack_pack_map(&pk, 5);
+    s_feed_str(&pk, "type", "restart");
+    s_feed_str(&pk, "task", task);
+    s_feed_u64(&pk, "restarts", restarts);
+    s_feed_str(&pk, "err", hf_errname(err));
+    s_feed_str(&pk, "reason", reason);
+    s_feed_send(self, &f);
+}
+
+/* ---- supervision (docs/supervision.md) -----------------------------------
+ * The loop is one thread; its long-lived parts (each engine's session, the
+ * control endpoint, the status feed) are supervised in it: a part that
+ * fails is rebuilt from durable state (the store, the configuration), the
+ * restart is logged and counted, and past the restart intensity (R in P)
+ * the aggregator gives up: the run loop returns and the daemon exits with
+ * HF_AGGREGATOR_EXIT_GAVE_UP for the service manager to restart it. */
+
+static void s_feed_restart(hf_aggregator_t *self, const char *task, uint32_t restarts,
+                           hf_err_t err, const char *reason);
+
+/* A task failed: true to restart it, false when the aggregator gave up. */
+static bool
+s_task_failed(hf_aggregator_t *self, hf_restart_window_t *w, uint32_t *restarts,
+              const char *task, hf_err_t err, const char *reason)
+{
+    hf_ms_t now = hf_clock_mono_ms();
+    if (hf_restart_window_on_exit(w, HF_TASK_PERMANENT, err, now) == HF_RESTART_ESCALATE) {
+        hf_log_error(S_LOG, "supervisor=aggregator gave up: task=%s failed more than %u times in "
+                            "%u s, last failure err=%s reason=\"%s\"",
+                     task, self->opts.max_restarts, self->opts.restart_period_ms / 1000,
+                     hf_errname(err), reason);
+        self->gave_up = true;
+        return false;
+    }
+    (*restarts)++;
+    uint32_t in_window = hf_restart_window_count(w, now);
+    hf_log_warn(S_LOG, "restart task=%s cause=%s reason=\"%s\" restarts_in_window=%u/%u "
+                       "period_s=%u total=%u",
+                task, hf_errname(err), reason, in_window, self->opts.max_restarts,
+                self->opts.restart_period_ms / 1000, *restarts);
+    s_feed_restart(self, task, *restarts, err, reason);
+    return true;
+}
+
+static void s_commands_lost(hf_aggregator_t *self, hf_session_t *s, const char *why);
+
+/* An engine's session failed: rebuild it from the store (its cursor) and
+ * resync the engine, which resends what the store lacks. Other engines are
+ * not touched. */
+static void
+s_session_failed(hf_aggregator_t *self, hf_session_t *s, hf_err_t err, const char *reason)
+{
+    char task[HF_ENGINE_ID_MAX + 16];
+    snprintf(task, sizeof task, "session:%s", s->engine);
+    if (!s_task_failed(self, &s->window, &s->restarts, task, err, reason))
+        return;
+    s_commands_lost(self, s, "engine session restarted");
+    uint64_t acked[HF_LANE_COUNT] = {0, 0};
+    hf_err_t rc = s->epoch ? hf_store_cursor(self->store, s->engine, s->epoch, acked) : HF_EINVAL;
+    s->backlog_at = 0;
+    s->reconcile = false;
+    if (rc != HF_OK || !s->active) {
+        /* nothing to resume from: the engine says HELLO again after its
+         * watchdog, and the session starts over from that */
+        s->active = false;
+        return;
+    }
+    memcpy(s->acked, acked, sizeof s->acked);
+    hf_welcome_t w;
+    hf_session_resync(s, &w);
+    s_send_welcome(self, s->engine, &w);
+}
+
+/* Recreate a ROUTER or PUB socket on the endpoint it had (a '*' port was
+ * resolved at the first bind, so clients find it where it was). */
+static void *
+s_rebind(hf_aggregator_t *self, void *old, int type, const char *ep, int64_t maxmsg)
+{
+    if (old)
+        zmq_close(old);
+    void *sock = zmq_socket(self->zctx, type);
+    if (!sock)
+        return NULL;
+    int zero = 0, one = 1, hwm = 10000;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    if (type == ZMQ_ROUTER) {
+        zmq_setsockopt(sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+        zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    } else {
+        zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    }
+    /* the old socket's port may take a moment to be released */
+    for (int i = 0; i < 50; i++) {
+        if (zmq_bind(sock, ep) == 0)
+            return sock;
+        hf_sleep_until_ns(hf_clock_mono_ns() + 20000000ull);
+    }
+    hf_log_error(S_LOG, "rebind %s: %s", ep, zmq_strerror(errno));
+    zmq_close(sock);
+    return NULL;
+}
+
+static void
+s_control_failed(hf_aggregator_t *self, hf_err_t err, const char *reason)
+{
+    if (!s_task_failed(self, &self->control_task.window, &self->control_task.restarts, "control",
+                       err, reason))
+        return;
+    self->control_sock = s_rebind(self, self->control_sock, ZMQ_ROUTER, self->control_ep,
+                                  S_CONTROL_REQ_MAX);
+    if (!self->control_sock)
+        s_task_failed(self, &self->control_task.window, &self->control_task.restarts, "control",
+                      HF_EIO, "rebind failed"), self->gave_up = true;
+}
+
+static void
+s_feed_failed(hf_aggregator_t *self, hf_err_t err, const char *reason)
+{
+    if (!self->status_sock)
+        return;
+    if (!s_task_failed(self, &self->feed_task.window, &self->feed_task.restarts, "feed", err,
+                       reason))
+        return;
+    self->status_sock = s_rebind(self, self->status_sock, ZMQ_PUB, self->status_ep, 0);
+    if (!self->status_sock) {
+        hf_log_error(S_LOG, "status feed lost: %s", self->status_ep);
+        self->gave_up = true;
+    }
+}
+
+#ifdef HF_TESTING
+/* The fault hook (docs/supervision.md): make a task fail on demand. */
+static hf_err_t
+s_inject_fault(hf_aggregator_t *self, const char *task)
+{
+    if (!strcmp(task, "control")) {
+        self->control_task.fault = true;
+        return HF_OK;
+    }
+    if (!strcmp(task, "feed")) {
+        self->feed_task.fault = true;
+        return HF_OK;
+    }
+    if (!strncmp(task, "session:", 8)) {
+        hf_session_t *s = s_session(self, task + 8, false);
+        if (!s)
+            return HF_ENOTFOUND;
+        s->fault = true;
+        return HF_OK;
+    }
+    return HF_ENOTFOUND;
+}
+#endif
 
 /* ---- commands -------------------------------------------------------------- */
 
@@ -627,6 +816,7 @@ s_on_hello(hf_aggregator_t *self, const char *rid, const hf_hello_t *h, hf_ms_t 
         rc = hf_store_cursor(self->store, h->engine, h->epoch, acked);
     if (rc != HF_OK) {
         hf_log_error(S_LOG, "store refused HELLO engine=%s err=%s", h->engine, hf_errname(rc));
+        s_session_failed(self, s, rc, "store refused HELLO");
         return;
     }
     for (uint8_t l = 0; l < HF_LANE_COUNT; l++) {
@@ -714,6 +904,14 @@ s_flush_group(hf_aggregator_t *self)
     if (rc != HF_OK) {
         hf_log_error(S_LOG, "commit of %u batches failed err=%s: not acked (engines resend)",
                      nsegs, hf_errname(rc));
+        /* each session involved restarts from what the store holds */
+        for (uint32_t i = 0; i < nsegs && !self->gave_up; i++) {
+            bool seen = false;
+            for (uint32_t j = 0; j < i && !seen; j++)
+                seen = self->segs[j].s == self->segs[i].s;
+            if (!seen)
+                s_session_failed(self, self->segs[i].s, rc, "store commit failed");
+        }
         return;
     }
     hf_ms_t now = hf_clock_mono_ms();
@@ -813,6 +1011,11 @@ s_on_engine_frame(hf_aggregator_t *self, const char *rid, const uint8_t *buf, si
         return;
     }
     hf_session_seen(s, now);
+    if (s->fault) { /* HF_TESTING fault hook; the frame is resent after the resync */
+        s->fault = false;
+        s_session_failed(self, s, HF_EIO, "injected fault");
+        return;
+    }
     switch (f.type) {
     case HF_FRAME_BATCH: {
         uint32_t n = f.u.batch.count;
@@ -923,6 +1126,7 @@ s_fill_live(hf_aggregator_t *self)
         l->since_ns = s->since_ns;
         snprintf(l->reason, sizeof l->reason, "%s", s->reason);
         l->epoch = s->epoch;
+        l->restarts = s->restarts;
         l->connected_ms = s->avail == HF_AVAIL_AVAILABLE ? now - s->connected_at : 0;
         if (s->backlog_at && s->avail == HF_AVAIL_AVAILABLE) {
             l->has_backlog = 1;
@@ -944,7 +1148,14 @@ s_drain_control(hf_aggregator_t *self)
             zmq_msg_t m;
             zmq_msg_init(&m);
             if (zmq_msg_recv(&m, self->control_sock, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+                int e = errno;
                 zmq_msg_close(&m);
+                if (n == 0 && e != EAGAIN && e != EINTR) {
+                    for (int k = 0; k < n; k++)
+                        zmq_msg_close(&parts[k]);
+                    s_control_failed(self, HF_EIO, zmq_strerror(e));
+                    return;
+                }
                 if (n == 0)
                     return;
                 bad = true;
@@ -972,7 +1183,24 @@ s_drain_control(hf_aggregator_t *self)
             crc = hf_control_parse_command(zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]), &cc,
                                            msg, sizeof msg);
         }
-        if (crc == HF_OK) {
+#ifdef HF_TESTING
+        char task[HF_ENGINE_ID_MAX + 16];
+        if (crc == HF_ENOTFOUND && client.len &&
+            hf_control_parse_fault(zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]), task,
+                                   sizeof task) == HF_OK) {
+            hf_err_t frc = s_inject_fault(self, task);
+            hf_log_warn(S_LOG, "fault hook: task=%s err=%s", task, hf_errname(frc));
+            size_t outlen = 0;
+            if (hf_control_command_reply(NULL, 0, HF_CMD_ABORT, frc, false,
+                                         frc == HF_OK ? "fault injected" : "no such task",
+                                         self->reply, S_CONTROL_REPLY_MAX, &outlen) == HF_OK)
+                s_control_send(self, &client, self->reply, outlen);
+            crc = HF_EEXIST_HANDLED;
+        }
+#endif
+        if (crc == HF_EEXIST_HANDLED) {
+            /* answered above */
+        } else if (crc == HF_OK) {
             s_command_submit(self, &client, &cc, hf_clock_mono_ms());
         } else if (crc != HF_ENOTFOUND) {
             size_t outlen = 0;
@@ -1007,7 +1235,17 @@ hf_err_t
 hf_aggregator_run(hf_aggregator_t *self, volatile sig_atomic_t *stop)
 {
     assert(self && stop);
-    while (!*stop) {
+    while (!*stop && !self->gave_up) {
+        if (self->control_task.fault) {
+            self->control_task.fault = false;
+            s_control_failed(self, HF_EIO, "injected fault");
+        }
+        if (self->feed_task.fault) {
+            self->feed_task.fault = false;
+            s_feed_failed(self, HF_EIO, "injected fault");
+        }
+        if (self->gave_up || !self->control_sock)
+            break;
         zmq_pollitem_t items[2] = {
             {.socket = self->engines_sock, .events = ZMQ_POLLIN},
             {.socket = self->control_sock, .events = ZMQ_POLLIN},
@@ -1045,5 +1283,5 @@ hf_aggregator_run(hf_aggregator_t *self, volatile sig_atomic_t *stop)
     }
     hf_log_info(S_LOG, "stopping: engines=%u frames_refused=%" PRIu64, self->nsessions,
                 self->frames_refused);
-    return HF_OK;
+    return self->gave_up ? HF_ESTATE : HF_OK;
 }

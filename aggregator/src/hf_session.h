@@ -25,6 +25,7 @@
 #include "hf_control.h" /* hf_avail_t */
 #include "hf_proto.h"
 #include "hf_record.h"
+#include "hf_supervisor.h"
 #include "hf_time.h"
 
 
@@ -49,6 +50,9 @@ typedef struct {
     hf_ms_t backlog_at;                /* ms: when it arrived (0 = never)      */
     hf_cmdq_t cmds;                    /* operators' commands to this engine   */
     bool restored;                     /* made from the store at start, no HELLO yet */
+    hf_restart_window_t window;        /* its restarts as a supervised task    */
+    uint32_t restarts;                 /* restarts of this session, total      */
+    bool fault;                        /* HF_TESTING: fail at its next frame   */
 } hf_session_t;
 
 void hf_session_init(hf_session_t *s, const char *engine);
