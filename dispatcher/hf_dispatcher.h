@@ -108,6 +108,12 @@ HF_EXPORT hf_err_t hf_dispatcher_drain(hf_dispatcher_t *self, uint32_t timeout_m
  * handler. Records already committed stay in the spool. */
 HF_EXPORT void hf_dispatcher_interrupt(hf_dispatcher_t *self);
 
+/* The engine's run as its committed records tell it (the spool's view,
+ * what HELLO reports): the last run started and its state. Any thread. A
+ * supervised engine task that restarts reads this to end a run it left
+ * behind (docs/supervision.md). */
+HF_EXPORT void hf_dispatcher_run(hf_dispatcher_t *self, uint64_t *run, uint8_t *state);
+
 /* Commands from the aggregator(s) (docs/commands.md), in arrival order.
  * Waits until deadline_mono_ns (hf_clock_mono_ns) for one: HF_OK and *out
  * (its body, if any, stays valid until the next call or close),

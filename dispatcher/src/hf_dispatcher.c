@@ -420,6 +420,16 @@ hf_dispatcher_drain(hf_dispatcher_t *self, uint32_t timeout_ms)
     return rc;
 }
 
+void
+hf_dispatcher_run(hf_dispatcher_t *self, uint64_t *run, uint8_t *state)
+{
+    assert(self && run && state);
+    pthread_mutex_lock(&self->mu);
+    *run = self->run;
+    *state = self->run_state;
+    pthread_mutex_unlock(&self->mu);
+}
+
 hf_err_t
 hf_dispatcher_next_command(hf_dispatcher_t *self, uint64_t deadline_mono_ns, hf_command_t *out)
 {
@@ -629,19 +639,26 @@ s_track_run(hf_dispatcher_t *self, const hf_record_t *r)
 {
     if (r->kind != HF_KIND_EVENT)
         return;
+    uint64_t run = self->run;
+    uint8_t st = self->run_state;
     switch (r->u.event.type) {
     case HF_EV_RUN_STARTED:
-        self->run = r->run;
-        self->run_state = HF_RUN_RUNNING;
+        run = r->run;
+        st = HF_RUN_RUNNING;
         break;
-    case HF_EV_PAUSED: self->run_state = HF_RUN_PAUSED; break;
-    case HF_EV_RESUMED: self->run_state = HF_RUN_RUNNING; break;
-    case HF_EV_COMPLETED: self->run_state = HF_RUN_COMPLETED; break;
-    case HF_EV_FAILED: self->run_state = HF_RUN_FAILED; break;
-    case HF_EV_ABORTED: self->run_state = HF_RUN_ABORTED; break;
-    case HF_EV_INTERRUPTED: self->run_state = HF_RUN_INTERRUPTED; break;
-    default: break;
+    case HF_EV_PAUSED: st = HF_RUN_PAUSED; break;
+    case HF_EV_RESUMED: st = HF_RUN_RUNNING; break;
+    case HF_EV_COMPLETED: st = HF_RUN_COMPLETED; break;
+    case HF_EV_FAILED: st = HF_RUN_FAILED; break;
+    case HF_EV_ABORTED: st = HF_RUN_ABORTED; break;
+    case HF_EV_INTERRUPTED: st = HF_RUN_INTERRUPTED; break;
+    default: return;
     }
+    /* the worker is the only writer; hf_dispatcher_run reads under mu */
+    pthread_mutex_lock(&self->mu);
+    self->run = run;
+    self->run_state = st;
+    pthread_mutex_unlock(&self->mu);
 }
 
 /* One step of the full-spool policy: drop (the spool writes the gap

@@ -41,6 +41,7 @@
 #include "hf_engine.h"
 #include "hf_hwsim.h"
 #include "hf_log.h"
+#include "hf_supervisor.h"
 #include "hf_time.h"
 
 #define S_MAX_SLEEP_NS 50000000ull      /* wake at least every 50 ms to see signals */
@@ -63,6 +64,9 @@ typedef struct {
     int verbose;
     uint64_t spool_max_bytes;   /* 0 = dispatcher default */
     int full_policy;            /* hf_full_policy_t */
+    uint32_t max_restarts;      /* runner restart intensity: R ...       */
+    uint32_t restart_period_s;  /* ... in P seconds                      */
+    const char *faults;         /* HF_TESTING: "MS[,MS...]" after start  */
 } s_args_t;
 
 static volatile sig_atomic_t s_stop = 0;
@@ -87,7 +91,8 @@ s_usage(FILE *out)
             "                       [--method FILE] [--methods DIR] [--serve]\n"
             "                       [--seed N] [--drain-timeout MS] [--summary FILE]\n"
             "                       [--relaxed] [--spool-max-bytes N] [--full-policy P]\n"
-            "                       [--scenario FILE] [--truth FILE] [-v]\n"
+            "                       [--scenario FILE] [--truth FILE]\n"
+            "                       [--max-restarts N] [--restart-period-s S] [-v]\n"
             "  --id NAME            engine id, 1..64 chars of [A-Za-z0-9._-]\n"
             "  --connect ENDPOINT   aggregator endpoint, e.g. tcp://127.0.0.1:5555; several\n"
             "                       as EP1,EP2 (each gets every record; the spool keeps a\n"
@@ -103,6 +108,9 @@ s_usage(FILE *out)
             "                       scenario (docs/hwsim.md); runs its method unless\n"
             "                       --method is given; exits when the run ends unless --serve\n"
             "  --truth FILE         write hwsim's ground-truth log of every hal call\n"
+            "  --max-restarts N     the runner (method runner, hardware poller, command\n"
+            "  --restart-period-s S handler) restarts after a failure at most N times in S\n"
+            "                       seconds, then the engine exits 70 (default 10 in 60)\n"
             "  --drain-timeout MS   wait this long for acks at the end (default 30000)\n"
             "  --summary FILE       also write the summary line to FILE\n"
             "  --relaxed            no fsync per group commit (faster, less durable)\n"
@@ -149,9 +157,16 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         {"full-policy", required_argument, NULL, 'P'},
         {"methods", required_argument, NULL, 'M'},  {"serve", no_argument, NULL, 'e'},
         {"scenario", required_argument, NULL, 'X'}, {"truth", required_argument, NULL, 'T'},
+        {"max-restarts", required_argument, NULL, 'R'},
+        {"restart-period-s", required_argument, NULL, 'p'},
+#ifdef HF_TESTING
+        {"fault-after", required_argument, NULL, 'F'},
+#endif
         {NULL, 0, NULL, 0},
     };
     memset(a, 0, sizeof *a);
+    a->max_restarts = 10;
+    a->restart_period_s = 60;
     a->seed = 1;
     a->drain_timeout_ms = 30000;
     opterr = 0;
@@ -182,6 +197,20 @@ s_parse_args(int argc, char **argv, s_args_t *a)
             break;
         case 'X':
             a->scenario = optarg;
+            break;
+        case 'R':
+            if (!s_parse_u64(optarg, 256, &v) || v == 0)
+                return s_usage_error("invalid --max-restarts '%s': expected 1..256", optarg);
+            a->max_restarts = (uint32_t)v;
+            break;
+        case 'p':
+            if (!s_parse_u64(optarg, 86400, &v) || v == 0)
+                return s_usage_error("invalid --restart-period-s '%s': expected 1..86400",
+                                     optarg);
+            a->restart_period_s = (uint32_t)v;
+            break;
+        case 'F':
+            a->faults = optarg;
             break;
         case 'T':
             a->truth = optarg;
@@ -339,6 +368,174 @@ s_install_signals(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
+/* ---- the runner: a supervised task (docs/supervision.md) --------------------
+ * The method runner, the hardware poller and the command handler are one
+ * loop on one thread: the runner. It runs under hf_supervisor; a failure
+ * (the fault hook in tests, an instrument that cannot be reopened) ends
+ * this incarnation, and the next starts from known-good state: the run the
+ * spool says was left running is ended "interrupted" (its records up to the
+ * failure are all in the spool), the device is reopened, and a fresh
+ * controller serves commands. Nothing of the failed incarnation's memory is
+ * reused. */
+
+typedef struct {
+    const s_args_t *args;
+    hf_hal_t hal;
+    hf_dispatcher_t *disp;
+    hf_controller_opts_t copts;
+    const hf_hwsim_scenario_t *sc;
+    hf_method_t *method;        /* started by the first incarnation, then NULL */
+    bool hal_open;
+    uint32_t incarnation;
+    /* the last run, for the summary: written by the task, read by main
+     * once the supervisor stopped */
+    uint64_t run_id;
+    hf_run_state_t state;
+    hf_run_counters_t cnt;
+    bool start_failed;          /* --method could not start: exit 1          */
+} s_runner_t;
+
+static void
+s_runner_note(s_runner_t *r, const hf_controller_t *ctl)
+{
+    const hf_run_t *run = hf_controller_run(ctl);
+    if (!run)
+        return;
+    r->run_id = hf_run_id(run);
+    r->state = hf_run_state(run);
+    hf_run_counters(run, &r->cnt);
+}
+
+/* Known-good state for a new incarnation: the spool's view of the run. */
+static hf_err_t
+s_runner_recover(s_runner_t *r, hf_task_ctx_t *ctx)
+{
+    hf_channel_t *ch = hf_dispatcher_channel(r->disp);
+    hf_err_t rc = hf_channel_flush(ch); /* what the last incarnation sent is committed */
+    if (rc != HF_OK)
+        return hf_task_fail(ctx, rc, "flush before recovery");
+    uint64_t run = 0;
+    uint8_t st = HF_RUN_IDLE;
+    hf_dispatcher_run(r->disp, &run, &st);
+    if (run && (st == HF_RUN_RUNNING || st == HF_RUN_PAUSED)) {
+        hf_record_t rec;
+        uint64_t mono = hf_clock_mono_ns(), wall = hf_clock_wall_ns();
+        hf_record_event(&rec, run, wall, mono, HF_EV_INTERRUPTED, 0, "engine task restarted");
+        rc = hf_channel_send(ch, &rec);
+        if (rc != HF_OK)
+            return hf_task_fail(ctx, rc, "end run %llu", (unsigned long long)run);
+        hf_log_warn("engine", "run=%" PRIu64 " interrupted: the runner restarted", run);
+        if (run == r->run_id)
+            r->state = HF_RUN_INTERRUPTED;
+    }
+    /* the hardware poller starts from the device, not from what it thought */
+    if (r->hal_open) {
+        r->hal.ops->close(r->hal.impl);
+        r->hal_open = false;
+    }
+    hf_hal_error_t herr;
+    memset(&herr, 0, sizeof herr);
+    if (r->hal.ops->open(r->hal.impl, hf_clock_mono_ns(), &herr) != HF_HAL_OK)
+        return hf_task_fail(ctx, HF_EUNAVAIL, "instrument reopen: %s", herr.reason);
+    r->hal_open = true;
+    return HF_OK;
+}
+
+static hf_err_t
+s_runner_task(hf_task_ctx_t *ctx, void *arg)
+{
+    s_runner_t *r = arg;
+    const s_args_t *args = r->args;
+    char errbuf[HF_METHOD_ERR_MAX];
+    hf_err_t rc;
+    if (r->incarnation++ > 0 && (rc = s_runner_recover(r, ctx)) != HF_OK)
+        return rc;
+    hf_controller_t *ctl = hf_controller_new(&r->hal, hf_dispatcher_channel(r->disp), &r->copts,
+                                             &rc);
+    if (!ctl)
+        return hf_task_fail(ctx, rc, "controller");
+    if (r->method) {
+        hf_method_t *method = r->method;
+        r->method = NULL; /* the controller owns it now */
+        uint32_t nch = hf_method_channel_count(method);
+        uint64_t dur_ms = hf_method_duration_ns(method) / 1000000u;
+        char mname[HF_METHOD_NAME_MAX + 1];
+        snprintf(mname, sizeof mname, "%s", hf_method_name(method));
+        rc = hf_controller_start(ctl, method, hf_clock_mono_ns(), hf_clock_wall_ns(), errbuf,
+                                 sizeof errbuf);
+        if (hf_controller_state(ctl) != HF_RUN_RUNNING) {
+            hf_log_error("engine", "run err=%s %s", hf_errname(rc), errbuf);
+            r->start_failed = true;
+            hf_controller_destroy(&ctl);
+            return HF_OK; /* not a failure to restart from: the method can't run */
+        }
+        hf_log_info("engine", "engine=%s run=%" PRIu64 " method=%s channels=%u duration_ms=%" PRIu64
+                    " started",
+                    args->id, hf_run_id(hf_controller_run(ctl)), mname, nch, dur_ms);
+    }
+    if (args->serve)
+        hf_log_info("engine", "engine=%s serving commands%s%s", args->id,
+                    args->methods_dir ? " methods=" : "", args->methods_dir ? args->methods_dir : "");
+    uint64_t send_errs_logged = 0;
+    uint64_t progress_at = hf_clock_mono_ns() + S_PROGRESS_NS;
+    hf_run_state_t last_state = hf_controller_state(ctl);
+    for (;;) {
+        uint64_t now = hf_clock_mono_ns();
+        if (now >= progress_at) {
+            s_log_progress(ctl);
+            progress_at = now + S_PROGRESS_NS;
+        }
+        if (s_stop) {
+            if (hf_controller_abort(ctl, now) == HF_OK)
+                hf_log_info("engine", "run=%" PRIu64 " signal: aborted",
+                            hf_run_id(hf_controller_run(ctl)));
+            break;
+        }
+        if (hf_task_should_stop(ctx))
+            break; /* asked to stop, or (tests) made to fail */
+        uint64_t next = HF_RUN_NEVER;
+        rc = hf_controller_tick(ctl, now, &next);
+        if (rc != HF_OK && send_errs_logged++ < 10)
+            hf_log_error("engine", "send err=%s", hf_errname(rc));
+        hf_run_state_t st = hf_controller_state(ctl);
+        if (st != last_state) {
+            const hf_run_t *run = hf_controller_run(ctl);
+            hf_log_info("engine", "run=%" PRIu64 " state=%s%s", run ? hf_run_id(run) : 0,
+                        hf_run_state_name((uint8_t)st),
+                        run && hf_run_device_lost(run) ? " (device lost: reopening)" : "");
+            last_state = st;
+        }
+        s_runner_note(r, ctl);
+        if (!args->serve && st != HF_RUN_RUNNING && st != HF_RUN_PAUSED)
+            break;
+        uint64_t cap = now + S_MAX_SLEEP_NS;
+        if (next <= now)
+            continue;
+        hf_command_t cmd;
+        rc = hf_dispatcher_next_command(r->disp, next < cap ? next : cap, &cmd);
+        if (rc == HF_OK) {
+            hf_err_t res = hf_controller_command(ctl, &cmd, hf_clock_mono_ns(), hf_clock_wall_ns());
+            hf_log_info("engine", "command id=%" PRIu64 " verb=%s result=%s", cmd.id,
+                        hf_command_verb_name(cmd.verb), hf_errname(res));
+        }
+    }
+    s_runner_note(r, ctl);
+    hf_controller_destroy(&ctl);
+    return HF_OK;
+}
+
+static volatile sig_atomic_t s_gave_up = 0;
+
+/* The supervisor gave up on the runner (logged by it): shut down cleanly
+ * (the spool keeps everything) and exit 70 for the service manager. */
+static void
+s_on_escalate(const hf_supervisor_escalation_t *info, void *arg)
+{
+    (void)info;
+    (void)arg;
+    s_gave_up = 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -356,8 +553,9 @@ main(int argc, char **argv)
     hf_method_t *method = NULL;
     hf_hwsim_t *sim = NULL;
     hf_dispatcher_t *disp = NULL;
-    hf_controller_t *ctl = NULL;
-    int hal_open = 0;
+    hf_supervisor_t *sup = NULL;
+    s_runner_t runner;
+    memset(&runner, 0, sizeof runner);
     hf_hal_t hal = {0};
     hf_hwsim_scenario_t *sc = NULL;
     double safe[HF_HWSIM_MAX_ACTUATORS];
@@ -446,15 +644,13 @@ main(int argc, char **argv)
     }
     hf_channel_t *ch = hf_dispatcher_channel(disp);
 
-    hf_controller_opts_t copts = hf_controller_opts_default();
-    copts.methods_dir = args.methods_dir;
-    s_apply_policy(&copts.run, sc, sim, safe);
-    ctl = hf_controller_new(&hal, ch, &copts, &rc);
-    if (!ctl) {
-        hf_log_error("engine", "controller err=%s", hf_errname(rc));
-        exit_code = 1;
-        goto close;
-    }
+    runner.args = &args;
+    runner.hal = hal;
+    runner.disp = disp;
+    runner.sc = sc;
+    runner.copts = hf_controller_opts_default();
+    runner.copts.methods_dir = args.methods_dir;
+    s_apply_policy(&runner.copts.run, sc, sim, safe);
 
     /* Opened just before the run starts: a scenario's fault times count
      * from the first open (docs/hwsim.md). */
@@ -465,82 +661,76 @@ main(int argc, char **argv)
         exit_code = 1;
         goto close;
     }
-    hal_open = 1;
+    runner.hal_open = true;
     if (sc)
         hf_log_info("engine", "engine=%s scenario=%s faults=%u retries=%u grace_ms=%" PRIu64
                     " backoff_us=%" PRIu64,
                     args.id, hf_hwsim_scenario_name(sc), hf_hwsim_scenario_fault_count(sc),
-                    copts.run.read_retries, copts.run.hal.disconnect_grace_ns / 1000000u,
-                    copts.run.hal.retry_backoff_ns / 1000u);
-    if (method) {
-        uint32_t nch = hf_method_channel_count(method);
-        uint64_t dur_ms = hf_method_duration_ns(method) / 1000000u;
-        char mname[HF_METHOD_NAME_MAX + 1];
-        snprintf(mname, sizeof mname, "%s", hf_method_name(method));
-        rc = hf_controller_start(ctl, method, hf_clock_mono_ns(), hf_clock_wall_ns(), errbuf,
-                                 sizeof errbuf);
-        method = NULL; /* the controller owns it now */
-        if (hf_controller_state(ctl) != HF_RUN_RUNNING) {
-            hf_log_error("engine", "run err=%s %s", hf_errname(rc), errbuf);
-            exit_code = 1;
-            goto close;
-        }
-        hf_log_info("engine", "engine=%s run=%" PRIu64 " method=%s channels=%u duration_ms=%" PRIu64
-                    " started",
-                    args.id, hf_run_id(hf_controller_run(ctl)), mname, nch, dur_ms);
+                    runner.copts.run.read_retries, runner.copts.run.hal.disconnect_grace_ns / 1000000u,
+                    runner.copts.run.hal.retry_backoff_ns / 1000u);
+    runner.method = method;
+    method = NULL; /* the runner owns it now */
+
+    hf_supervisor_opts_t sup_opts = hf_supervisor_opts_default();
+    sup_opts.max_restarts = args.max_restarts;
+    sup_opts.period_ms = (hf_ms_t)args.restart_period_s * 1000u;
+    sup_opts.on_escalate = s_on_escalate;
+    sup = hf_supervisor_new("engine", &sup_opts, &rc);
+    hf_child_spec_t spec = {.name = "runner",
+                            .run = s_runner_task,
+                            .arg = &runner,
+                            .restart = args.serve ? HF_TASK_PERMANENT : HF_TASK_TRANSIENT,
+                            .shutdown_ms = 2000};
+    if (!sup || (rc = hf_supervisor_add(sup, &spec)) != HF_OK ||
+        (rc = hf_supervisor_start(sup)) != HF_OK) {
+        hf_log_error("engine", "supervisor err=%s", hf_errname(rc));
+        exit_code = 1;
+        goto close;
     }
-    if (args.serve)
-        hf_log_info("engine", "engine=%s serving commands%s%s", args.id,
-                    args.methods_dir ? " methods=" : "", args.methods_dir ? args.methods_dir : "");
-    uint64_t send_errs_logged = 0;
-    uint64_t progress_at = hf_clock_mono_ns() + S_PROGRESS_NS;
-    hf_run_state_t last_state = hf_controller_state(ctl);
+    /* Main waits: for a signal, for the runner to finish (--method), or for
+     * the supervisor to give up. The fault hook (tests) fires from here. */
+    uint64_t t0 = hf_clock_mono_ns();
+    const char *next_fault = args.faults;
     for (;;) {
-        uint64_t now = hf_clock_mono_ns();
-        if (now >= progress_at) {
-            s_log_progress(ctl);
-            progress_at = now + S_PROGRESS_NS;
-        }
-        if (s_stop) {
-            if (hf_controller_abort(ctl, now) == HF_OK)
-                hf_log_info("engine", "run=%" PRIu64 " signal: aborted",
-                            hf_run_id(hf_controller_run(ctl)));
+        hf_supervisor_stats_t sst;
+        hf_supervisor_stats(sup, &sst);
+        if (s_stop || s_gave_up || sst.state == HF_SUPERVISOR_STOPPED ||
+            sst.state == HF_SUPERVISOR_ESCALATED || sst.children[0].state == HF_CHILD_DONE)
             break;
+#ifdef HF_TESTING
+        if (next_fault && *next_fault) {
+            uint64_t at_ms = strtoull(next_fault, NULL, 10);
+            if (hf_clock_mono_ns() - t0 >= at_ms * 1000000ull) {
+                hf_log_warn("engine", "fault hook: task=runner at %" PRIu64 " ms", at_ms);
+                hf_supervisor_inject_fault(sup, "runner");
+                const char *comma = strchr(next_fault, ',');
+                next_fault = comma ? comma + 1 : NULL;
+            }
         }
-        uint64_t next = HF_RUN_NEVER;
-        rc = hf_controller_tick(ctl, now, &next);
-        if (rc != HF_OK && send_errs_logged++ < 10)
-            hf_log_error("engine", "send err=%s", hf_errname(rc));
-        hf_run_state_t st = hf_controller_state(ctl);
-        if (st != last_state) {
-            const hf_run_t *r = hf_controller_run(ctl);
-            hf_log_info("engine", "run=%" PRIu64 " state=%s%s", r ? hf_run_id(r) : 0,
-                        hf_run_state_name((uint8_t)st),
-                        r && hf_run_device_lost(r) ? " (device lost: reopening)" : "");
-            last_state = st;
-        }
-        if (!args.serve && st != HF_RUN_RUNNING && st != HF_RUN_PAUSED)
-            break;
-        uint64_t cap = now + S_MAX_SLEEP_NS;
-        if (next <= now)
-            continue;
-        hf_command_t cmd;
-        rc = hf_dispatcher_next_command(disp, next < cap ? next : cap, &cmd);
-        if (rc == HF_OK) {
-            hf_err_t res = hf_controller_command(ctl, &cmd, hf_clock_mono_ns(), hf_clock_wall_ns());
-            hf_log_info("engine", "command id=%" PRIu64 " verb=%s result=%s", cmd.id,
-                        hf_command_verb_name(cmd.verb), hf_errname(res));
-        }
+#else
+        (void)t0;
+        (void)next_fault;
+#endif
+        hf_sleep_until_ns(hf_clock_mono_ns() + 20000000ull);
     }
-    const hf_run_t *run = hf_controller_run(ctl);
-    uint64_t run_id = run ? hf_run_id(run) : 0;
-    hf_run_state_t state = hf_controller_state(ctl);
-    hf_run_counters_t cnt;
-    memset(&cnt, 0, sizeof cnt);
-    if (run)
-        hf_run_counters(run, &cnt);
+    /* a signal: the runner aborts its run and returns within ~50 ms */
+    hf_supervisor_stop(sup);
+    hf_supervisor_stats_t fin;
+    hf_supervisor_stats(sup, &fin);
+    if (s_gave_up)
+        hf_log_error("engine", "gave up on the runner after %u restarts in %u s: exiting 70",
+                     fin.restarts_in_window, args.restart_period_s);
+    else if (fin.restarts)
+        hf_log_warn("engine", "runner restarted %" PRIu64 " time(s)", fin.restarts);
+    if (runner.start_failed) {
+        exit_code = 1;
+        goto close;
+    }
+    uint64_t run_id = runner.run_id;
+    hf_run_state_t state = runner.state;
+    hf_run_counters_t cnt = runner.cnt;
     if (state == HF_RUN_INTERRUPTED)
-        hf_log_warn("engine", "run=%" PRIu64 " interrupted by the instrument hw_errors=%" PRIu64,
+        hf_log_warn("engine", "run=%" PRIu64 " interrupted hw_errors=%" PRIu64,
                     run_id, cnt.hw_errors);
     if (state == HF_RUN_FAILED)
         hf_log_warn("engine", "run=%" PRIu64 " failed (see its failed event)", run_id);
@@ -594,12 +784,15 @@ main(int argc, char **argv)
         exit_code = 1;
 
 close:
+    hf_supervisor_destroy(&sup); /* the runner has stopped: nothing uses disp */
     s_disp = NULL;
     hf_dispatcher_close(&disp);
 done:
-    hf_controller_destroy(&ctl);
-    if (hal_open)
+    hf_method_destroy(&runner.method);
+    if (runner.hal_open)
         hal.ops->close(hal.impl);
+    if (s_gave_up)
+        exit_code = 70;
     if (sim && args.truth && hf_hwsim_truth_close(sim) != HF_OK) {
         hf_log_error("engine", "truth=%s incomplete (write failed)", args.truth);
         if (exit_code == 0)
