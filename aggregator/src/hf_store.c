@@ -2029,6 +2029,217 @@ hf_store_used_bytes(hf_store_t *self)
 }
 
 size_t
+hf_store_live_bytes(hf_store_t *self)
+{
+    assert(self);
+    MDB_envinfo info;
+    MDB_stat st;
+    if (mdb_env_info(self->env, &info) != MDB_SUCCESS || mdb_env_stat(self->env, &st) != 0)
+        return 0;
+    size_t pages = (size_t)info.me_last_pgno + 1;
+    /* free pages are listed in LMDB's free database (dbi 0): each value is an
+     * ID list whose first word is its length (as `mdb_stat -f` reads it) */
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    size_t free_pages = 0;
+    if (s_read_begin(self, &txn) != HF_OK)
+        return pages * (size_t)st.ms_psize;
+    int mrc = mdb_cursor_open(txn, 0, &cur);
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (mrc == MDB_SUCCESS) {
+        if (v.mv_size >= sizeof(size_t)) {
+            size_t n;
+            memcpy(&n, v.mv_data, sizeof n);
+            free_pages += n;
+        }
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return (free_pages < pages ? pages - free_pages : 0) * (size_t)st.ms_psize;
+}
+
+/* ---- retention ---------------------------------------------------------------
+ * Records go, oldest first, when they are older than max_age (by the
+ * engine's own timestamp) or while the store holds more than max_bytes of
+ * live pages. What is kept of every engine is a suffix of each (epoch,
+ * lane): the newest records, contiguous. Cursors, runs, outages and gap
+ * ranges stay (they are small and the history of what was ingested); a
+ * retained run's row still says how many samples it had. Each call deletes
+ * at most max_delete records in one transaction, so ingestion is never held
+ * up for long; the caller calls again while *more is set. */
+
+typedef struct {
+    const hf_store_retention_t *r;
+    uint64_t cutoff_ns;     /* delete ts_ns < this (0: no age rule)      */
+    size_t quota;           /* size rule: records to delete (0: none)    */
+    size_t deleted;         /* out                                       */
+    size_t by_age;          /* out                                       */
+    bool more;              /* out: the limit stopped the pass           */
+} s_retain_ctx_t;
+
+/* One retention pass: the age rule per (engine, ord, lane) from its start,
+ * then the size rule per engine from its start, within max_delete. */
+static int
+s_retain_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *noop)
+{
+    (void)herr;
+    s_retain_ctx_t *c = vctx;
+    c->deleted = c->by_age = 0;
+    c->more = false;
+    size_t budget = c->r->max_delete ? c->r->max_delete : 100000;
+    MDB_cursor *cur = NULL;
+    int mrc = mdb_cursor_open(txn, self->db_records, &cur);
+    if (mrc != MDB_SUCCESS)
+        return mrc;
+    MDB_val k, v;
+    /* Pass 1, age: per (engine, ord, lane), delete from the start while
+     * the record is older than the cutoff, then jump to the next lane. */
+    if (c->cutoff_ns) {
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        while (mrc == MDB_SUCCESS && c->deleted < budget) {
+            const uint8_t *kp = k.mv_data;
+            const uint8_t *nul = memchr(kp, 0, k.mv_size);
+            if (!nul || k.mv_size != (size_t)(nul - kp) + 14) {
+                mrc = MDB_CORRUPTED;
+                break;
+            }
+            hf_record_t rec;
+            size_t used = 0;
+            if (hf_record_decode(v.mv_data, v.mv_size, &rec, &used) != HF_OK) {
+                mrc = MDB_CORRUPTED;
+                break;
+            }
+            if (rec.ts_ns < c->cutoff_ns) {
+                mrc = mdb_cursor_del(cur, 0);
+                if (mrc != MDB_SUCCESS)
+                    break;
+                c->deleted++;
+                c->by_age++;
+                mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+                if (mrc == MDB_NOTFOUND || mrc == EINVAL)
+                    mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+                continue;
+            }
+            /* a young record: the rest of this (engine, ord, lane) is younger */
+            uint8_t kb[S_KEY_MAX + 1];
+            size_t plen = (size_t)(nul - kp) + 1 + 5;
+            memcpy(kb, kp, plen);
+            /* next lane: bump (ord, lane) as one 40-bit number */
+            int i = (int)plen - 1;
+            while (i >= (int)(nul - kp) + 1 && kb[i] == 0xff)
+                kb[i--] = 0;
+            if (i < (int)(nul - kp) + 1) {
+                /* (ord, lane) was all ones: the engine's last possible lane */
+                kb[(nul - kp)]++; /* past this engine: its 0 terminator becomes 1 */
+                MDB_val nk = {(size_t)(nul - kp) + 1, kb};
+                mrc = mdb_cursor_get(cur, &nk, &v, MDB_SET_RANGE);
+                k = nk;
+                continue;
+            }
+            kb[i]++;
+            MDB_val nk = {plen, kb};
+            mrc = mdb_cursor_get(cur, &nk, &v, MDB_SET_RANGE);
+            k = nk;
+        }
+        if (mrc == MDB_NOTFOUND)
+            mrc = MDB_SUCCESS;
+    }
+    /* Pass 2, size: the oldest records of every engine, a share each. */
+    if (mrc == MDB_SUCCESS && c->quota && c->deleted < budget) {
+        size_t want = c->quota < budget - c->deleted ? c->quota : budget - c->deleted;
+        size_t nengines = 0;
+        MDB_cursor *ec = NULL;
+        mrc = mdb_cursor_open(txn, self->db_engines, &ec);
+        MDB_val ek, ev;
+        if (mrc == MDB_SUCCESS)
+            mrc = mdb_cursor_get(ec, &ek, &ev, MDB_FIRST);
+        while (mrc == MDB_SUCCESS) {
+            nengines++;
+            mrc = mdb_cursor_get(ec, &ek, &ev, MDB_NEXT);
+        }
+        if (mrc == MDB_NOTFOUND)
+            mrc = MDB_SUCCESS;
+        size_t share = nengines ? (want + nengines - 1) / nengines : 0;
+        if (mrc == MDB_SUCCESS && share)
+            mrc = mdb_cursor_get(ec, &ek, &ev, MDB_FIRST);
+        while (mrc == MDB_SUCCESS && share && c->deleted < budget) {
+            uint8_t prefix[S_KEY_MAX];
+            size_t plen = ek.mv_size <= HF_ENGINE_ID_MAX ? ek.mv_size + 1 : 0;
+            if (plen) {
+                memcpy(prefix, ek.mv_data, ek.mv_size);
+                prefix[ek.mv_size] = 0;
+                MDB_val rk = {plen, prefix};
+                int rrc = mdb_cursor_get(cur, &rk, &v, MDB_SET_RANGE);
+                size_t n = 0;
+                while (rrc == MDB_SUCCESS && n < share && c->deleted < budget &&
+                       s_has_prefix(&rk, prefix, plen)) {
+                    rrc = mdb_cursor_del(cur, 0);
+                    if (rrc != MDB_SUCCESS)
+                        break;
+                    n++;
+                    c->deleted++;
+                    rrc = mdb_cursor_get(cur, &rk, &v, MDB_GET_CURRENT);
+                }
+                if (rrc != MDB_SUCCESS && rrc != MDB_NOTFOUND && rrc != EINVAL) {
+                    mrc = rrc;
+                    break;
+                }
+            }
+            mrc = mdb_cursor_get(ec, &ek, &ev, MDB_NEXT);
+        }
+        if (mrc == MDB_NOTFOUND)
+            mrc = MDB_SUCCESS;
+        if (ec)
+            mdb_cursor_close(ec);
+    }
+    mdb_cursor_close(cur);
+    c->more = c->deleted >= budget;
+    if (mrc == MDB_SUCCESS && c->deleted == 0)
+        *noop = 1;
+    return mrc;
+}
+
+hf_err_t
+hf_store_retain(hf_store_t *self, const hf_store_retention_t *r, uint64_t now_ns,
+                hf_store_retain_result_t *out)
+{
+    hf_err_t rc = s_check(self);
+    if (rc != HF_OK)
+        return rc;
+    if (!r || !out)
+        return HF_EINVAL;
+    memset(out, 0, sizeof *out);
+    s_retain_ctx_t c;
+    memset(&c, 0, sizeof c);
+    c.r = r;
+    if (r->max_age_ns && now_ns > r->max_age_ns)
+        c.cutoff_ns = now_ns - r->max_age_ns;
+    if (r->max_bytes) {
+        size_t live = hf_store_live_bytes(self);
+        out->live_bytes = live;
+        if (live > r->max_bytes) {
+            /* aim a little under the bound; ~64 bytes of pages per record */
+            size_t excess = live - r->max_bytes + r->max_bytes / 20;
+            c.quota = excess / 64 + 1;
+        }
+    }
+    if (!c.cutoff_ns && !c.quota)
+        return HF_OK;
+    rc = s_write(self, "retain", s_retain_txn, &c);
+    if (rc == HF_OK) {
+        out->deleted = c.deleted;
+        out->by_age = c.by_age;
+        out->by_size = c.deleted - c.by_age;
+        out->more = c.more;
+    }
+    return rc;
+}
+
+size_t
 hf_store_map_bytes(hf_store_t *self)
 {
     assert(self);

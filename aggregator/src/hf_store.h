@@ -273,6 +273,34 @@ HF_EXPORT hf_err_t hf_store_export(hf_store_t *self, const char *engine,
                                    const hf_store_export_opts_t *opts, hf_store_pos_t *pos,
                                    hf_store_export_fn *fn, void *arg, size_t *taken, bool *done);
 
+/* ---- retention ------------------------------------------------------------ */
+
+typedef struct {
+    uint64_t max_age_ns;  /* delete records older than this (engine timestamps); 0 = keep */
+    size_t max_bytes;     /* delete the oldest records while live pages exceed this; 0 = none */
+    size_t max_delete;    /* records deleted per call at most; 0 = 100,000              */
+} hf_store_retention_t;
+
+typedef struct {
+    size_t deleted;       /* records deleted by the call                 */
+    size_t by_age;        /* of those, for the age rule                  */
+    size_t by_size;       /* of those, for the size rule                 */
+    size_t live_bytes;    /* live bytes measured before (size rule only) */
+    bool more;            /* max_delete stopped it: call again           */
+} hf_store_retain_result_t;
+
+/* Apply the retention rules once, in one transaction (docs/store.md):
+ * records older than max_age go (per engine, epoch and lane, from the
+ * oldest); then, if live pages exceed max_bytes, every engine's oldest
+ * records go, a fair share each. What stays of each (epoch, lane) is a
+ * contiguous newest suffix; cursors, runs, outages and gap ranges stay.
+ * HF_OK (see *out), HF_EINVAL, HF_ESTORE. */
+HF_EXPORT hf_err_t hf_store_retain(hf_store_t *self, const hf_store_retention_t *r,
+                                   uint64_t now_ns, hf_store_retain_result_t *out);
+
+/* Bytes of live pages (in use minus LMDB's free list). */
+HF_EXPORT size_t hf_store_live_bytes(hf_store_t *self);
+
 /* Bytes of the map in use (pages x page size), and the current map size. */
 HF_EXPORT size_t hf_store_used_bytes(hf_store_t *self);
 HF_EXPORT size_t hf_store_map_bytes(hf_store_t *self);

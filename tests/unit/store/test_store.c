@@ -1062,3 +1062,89 @@ Test(store, a_lane_export_at_the_end_resumes_with_that_lanes_next_record)
     }
     hf_store_close(&st);
 }
+
+Test(store, retention_by_age_keeps_a_contiguous_newest_suffix_per_lane)
+{
+    hf_store_t *st = s_open();
+    /* ts = T0 + seq (ns): records 1..100 in both lanes of two engines */
+    s_commit_range(st, "eng-1", EPOCH_A, HF_LANE_CONTROL, 0, 1, 100);
+    s_commit_range(st, "eng-1", EPOCH_A, HF_LANE_DATA, 0, 1, 100);
+    s_commit_range(st, "eng-2", EPOCH_B, HF_LANE_DATA, 0, 1, 100);
+    hf_store_retention_t r = {.max_age_ns = 40, .max_bytes = 0, .max_delete = 1000};
+    hf_store_retain_result_t out;
+    /* now = T0 + 100: everything with ts < T0 + 60 goes (seqs 1..59) */
+    cr_assert_eq(hf_store_retain(st, &r, T0 + 100, &out), HF_OK);
+    cr_assert_eq(out.deleted, 3 * 59, "deleted %zu", out.deleted);
+    cr_assert_eq(out.by_age, out.deleted);
+    cr_assert_not(out.more);
+    static s_list_t l;
+    s_export_all(st, "eng-1", 0, HF_LANE_DATA, 1000, &l);
+    cr_assert_eq(l.n, 41);
+    for (size_t i = 0; i < l.n; i++)
+        cr_assert_eq(l.v[i].seq, 60 + i, "contiguous suffix");
+    s_export_all(st, "eng-1", 0, HF_LANE_CONTROL, 1000, &l);
+    cr_assert_eq(l.n, 41);
+    s_export_all(st, "eng-2", 0, -1, 1000, &l);
+    cr_assert_eq(l.n, 41);
+    /* cursors are untouched: a resend of old records is still a duplicate */
+    uint64_t acked[2];
+    cr_assert_eq(hf_store_cursor(st, "eng-1", EPOCH_A, acked), HF_OK);
+    cr_assert_eq(acked[HF_LANE_DATA], 100);
+    /* again: nothing left to delete */
+    cr_assert_eq(hf_store_retain(st, &r, T0 + 100, &out), HF_OK);
+    cr_assert_eq(out.deleted, 0);
+    hf_store_close(&st);
+}
+
+typedef struct {
+    size_t n;
+    uint64_t first;
+} s_count_t;
+
+static int
+s_count_cb(const hf_store_export_rec_t *x, void *arg)
+{
+    s_count_t *c = arg;
+    if (c->n++ == 0)
+        c->first = x->rec.seq;
+    return 0;
+}
+
+/* Records of an engine (any number) and the seq of the first. */
+static size_t
+s_count_from(hf_store_t *st, const char *eng, uint64_t *first)
+{
+    hf_store_export_opts_t o = {0, -1, 1000000, 0};
+    hf_store_pos_t pos;
+    memset(&pos, 0, sizeof pos);
+    s_count_t c = {0, 0};
+    bool done = false;
+    for (int i = 0; i < 100 && !done; i++)
+        cr_assert_eq(hf_store_export(st, eng, &o, &pos, s_count_cb, &c, NULL, &done), HF_OK);
+    *first = c.first;
+    return c.n;
+}
+
+Test(store, retention_work_per_call_is_bounded_and_size_rule_shares_the_deletes)
+{
+    hf_store_t *st = s_open();
+    for (uint64_t first = 1; first <= 20000; first += 5000) {
+        s_commit_range(st, "eng-1", EPOCH_A, HF_LANE_DATA, 0, first, first + 4999);
+        s_commit_range(st, "eng-2", EPOCH_B, HF_LANE_DATA, 0, first, first + 4999);
+    }
+    hf_store_retention_t r = {.max_age_ns = 0, .max_bytes = 1, .max_delete = 5000};
+    hf_store_retain_result_t out;
+    cr_assert_eq(hf_store_retain(st, &r, T0, &out), HF_OK);
+    cr_assert_gt(out.live_bytes, 1);
+    cr_assert_eq(out.deleted, 5000);
+    cr_assert(out.more, "the per-call bound stopped it");
+    cr_assert_eq(out.by_size, 5000);
+    uint64_t first1 = 0, first2 = 0;
+    size_t left1 = s_count_from(st, "eng-1", &first1);
+    size_t left2 = s_count_from(st, "eng-2", &first2);
+    cr_assert_eq(left1, 20000 - 2500, "a fair share from each engine (%zu)", left1);
+    cr_assert_eq(left2, 20000 - 2500);
+    cr_assert_eq(first1, 2501, "the oldest went first");
+    cr_assert_eq(first2, 2501);
+    hf_store_close(&st);
+}
