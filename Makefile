@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all build deps configure test demo asan bench soak fuzz clean
+.PHONY: all build deps configure test demo asan bench soak fuzz clean chaos
 
 all: build
 
@@ -48,11 +48,42 @@ fuzz: deps
 	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_frame fuzz_record fuzz_control fuzz_method fuzz_scenario
 	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
-# Long runs, not in CI: 200 engine kills, 200,000 simulated schedules.
+# The chaos suite (docs/chaos.md): CHAOS_ROUNDS rounds of real processes
+# under random faults from CHAOS_SEED (default: from the clock, printed),
+# then the power-loss cases. A table of faults and findings at the end.
+CHAOS_ROUNDS ?= 5
+CHAOS_SEED   ?=
+chaos: deps
+	$(MAKE) build
+	HF_BIN=$(BUILD) HF_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(if $(CHAOS_SEED),HF_CHAOS_SEED=$(CHAOS_SEED)) \
+	    tests/chaos/chaos.sh
+	HF_BIN=$(BUILD) tests/chaos/powerloss.sh
+
+# Long runs, not in CI: 200 engine kills, 200,000 simulated schedules,
+# SOAK_CHAOS_ROUNDS (>= 200) chaos rounds and 20 power losses per side.
+SOAK_CHAOS_ROUNDS ?= 200
 soak: deps
 	$(MAKE) build
 	cd $(BUILD) && HF_KILLS=200 HF_SIM_SCHEDULES=200000 \
 	    ctest -V --output-on-failure --timeout 7200 -R 'e2e_engine_kill9|test_sim'
+	HF_BIN=$(BUILD) HF_CHAOS_ROUNDS=$(SOAK_CHAOS_ROUNDS) $(if $(CHAOS_SEED),HF_CHAOS_SEED=$(CHAOS_SEED)) \
+	    tests/chaos/chaos.sh
+	HF_BIN=$(BUILD) HF_PL_LOSSES=20 tests/chaos/powerloss.sh
+
+# Installs the daemons, the CLI, libholdfast (.so and .a), its headers,
+# holdfast.pc, the CMake package, the systemd units and the man pages under
+# PREFIX (staged under DESTDIR if set). See docs/operations.md.
+# SYSTEMD_UNITDIR (optional) overrides $(PREFIX)/lib/systemd/system.
+PREFIX          ?= /usr/local
+DESTDIR         ?=
+SYSTEMD_UNITDIR ?=
+.PHONY: install
+install:
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) \
+	    $(if $(SYSTEMD_UNITDIR),-DHF_SYSTEMD_UNITDIR=$(SYSTEMD_UNITDIR)) $(CMAKE_ARGS)
+	cmake --build $(BUILD) -j$(JOBS) --target holdfast-engine holdfast-aggregator holdfast \
+	    holdfast_shared holdfast_static
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz
