@@ -20,6 +20,9 @@
  *   lmdb-engines DIR E P R M   diagnostic: raw LMDB, E engines' key ranges
  *                              interleaved, a txn per engine or per round
  *                              (these three live in hf_bench_agg.c)
+ *   hwsim AGG DIR RATE S       the real engine on a 32-channel hwsim at RATE
+ *                              samples/s for S seconds: sustained or not
+ *                              (hf_bench_hwsim.c)
  *
  * Design notes:
  * - This process plays the engine: producer thread + the real dispatcher
@@ -250,9 +253,9 @@ hf_bench_agg_stop(hf_bench_agg_t *a)
 }
 
 /* Reopen the aggregator's store (the child has exited) and check counts. */
-static int
-s_verify_store(const char *store_dir, const char *engine, uint64_t want_data,
-               uint64_t want_control)
+int
+hf_bench_verify_store(const char *store_dir, const char *engine, uint64_t want_data,
+                      uint64_t want_control)
 {
     hf_err_t err = HF_OK;
     hf_store_t *st = hf_store_open(store_dir, NULL, &err);
@@ -281,8 +284,8 @@ s_verify_store(const char *store_dir, const char *engine, uint64_t want_data,
     return rc;
 }
 
-static hf_dispatcher_t *
-s_disp_open(const char *dir, const char *engine, int port, size_t spool_max)
+hf_dispatcher_t *
+hf_bench_disp_open(const char *dir, const char *engine, int port, size_t spool_max)
 {
     char ep[64], spool[600];
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
@@ -304,8 +307,8 @@ s_disp_open(const char *dir, const char *engine, int port, size_t spool_max)
     return d;
 }
 
-static bool
-s_wait_connected(hf_dispatcher_t *d, uint32_t timeout_ms)
+bool
+hf_bench_wait_connected(hf_dispatcher_t *d, uint32_t timeout_ms)
 {
     uint64_t dl = hf_clock_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
     while (hf_clock_mono_ns() < dl) {
@@ -505,7 +508,7 @@ static int
 s_cmd_offline(const char *dir, uint64_t n)
 {
     int port = hf_bench_free_port(); /* nobody listens there: the link stays down */
-    hf_dispatcher_t *d = s_disp_open(dir, "bench-offline", port, 0);
+    hf_dispatcher_t *d = hf_bench_disp_open(dir, "bench-offline", port, 0);
     if (!d)
         return 1;
     hf_channel_t *ch = hf_dispatcher_channel(d);
@@ -540,10 +543,10 @@ s_cmd_e2e(const char *agg_bin, const char *dir, uint64_t n)
     int ret = 1;
     if (s_agg_start(&agg, agg_bin, dir, port) != 0)
         goto done;
-    d = s_disp_open(dir, engine, port, 0);
+    d = hf_bench_disp_open(dir, engine, port, 0);
     if (!d)
         goto done;
-    if (!s_wait_connected(d, S_CONNECT_TIMEOUT_MS)) {
+    if (!hf_bench_wait_connected(d, S_CONNECT_TIMEOUT_MS)) {
         fprintf(stderr, "hf-bench: e2e: link did not come up\n");
         goto done;
     }
@@ -564,7 +567,7 @@ s_cmd_e2e(const char *agg_bin, const char *dir, uint64_t n)
     hf_dispatcher_stats(d, &st);
     hf_dispatcher_close(&d);
     hf_bench_agg_stop(&agg);
-    if (st.acked[HF_LANE_DATA] != n || s_verify_store(agg.store, engine, n, 0) != 0)
+    if (st.acked[HF_LANE_DATA] != n || hf_bench_verify_store(agg.store, engine, n, 0) != 0)
         goto done;
     printf("e2e_per_s %.0f\n", (double)n / s_secs(t0, t1));
     printf("e2e_records %" PRIu64 "\n", n);
@@ -645,8 +648,8 @@ s_cmd_latency(const char *agg_bin, const char *dir, uint64_t seconds)
         goto done;
     if (s_agg_start(&agg, agg_bin, dir, port) != 0)
         goto done;
-    d = s_disp_open(dir, engine, port, 0);
-    if (!d || !s_wait_connected(d, S_CONNECT_TIMEOUT_MS)) {
+    d = hf_bench_disp_open(dir, engine, port, 0);
+    if (!d || !hf_bench_wait_connected(d, S_CONNECT_TIMEOUT_MS)) {
         fprintf(stderr, "hf-bench: latency: link did not come up\n");
         goto done;
     }
@@ -711,7 +714,7 @@ s_cmd_latency(const char *agg_bin, const char *dir, uint64_t seconds)
     double p999 = (double)lat[(n * 999) / 1000] / 1e6, mx = (double)lat[n - 1] / 1e6;
     hf_dispatcher_close(&d);
     hf_bench_agg_stop(&agg);
-    if (s_verify_store(agg.store, engine, n, 0) != 0)
+    if (hf_bench_verify_store(agg.store, engine, n, 0) != 0)
         goto done;
     printf("latency_p50_ms %.3f\n", p50);
     printf("latency_p99_ms %.3f\n", p99);
@@ -745,7 +748,7 @@ s_cmd_backlog(const char *agg_bin, const char *dir, uint64_t n)
     int port = hf_bench_free_port();
     s_agg_t agg = {0};
     int ret = 1;
-    hf_dispatcher_t *d = s_disp_open(dir, engine, port, S_SPOOL_MAX);
+    hf_dispatcher_t *d = hf_bench_disp_open(dir, engine, port, S_SPOOL_MAX);
     if (!d)
         return 1;
     hf_channel_t *ch = hf_dispatcher_channel(d);
@@ -805,7 +808,7 @@ s_cmd_backlog(const char *agg_bin, const char *dir, uint64_t n)
     }
     hf_dispatcher_close(&d);
     hf_bench_agg_stop(&agg);
-    if (s_verify_store(agg.store, engine, want_data, want_ctl) != 0)
+    if (hf_bench_verify_store(agg.store, engine, want_data, want_ctl) != 0)
         goto done;
     printf("backlog_records %" PRIu64 "\n", n);
     printf("backlog_buffer_s %.3f\n", s_secs(t0, t_buffered));
@@ -927,6 +930,7 @@ s_usage(void)
                     "       hf-bench agg-engines AGG DIR ENGINES SECONDS\n"
                     "       hf-bench availability AGG DIR CUTS WATCHDOG_MS\n"
                     "       hf-bench lmdb-engines DIR ENGINES PER ROUNDS engine|round|blob\n"
+                    "       hf-bench hwsim AGG DIR RATE SECONDS   (RATE: samples/s, 32 channels)\n"
                     "  AGG: path of holdfast-aggregator; DIR: an empty scratch directory\n");
 }
 
@@ -961,6 +965,9 @@ main(int argc, char **argv)
     if (argc == 7 && strcmp(argv[1], "lmdb-engines") == 0 && s_parse_u64(argv[3], &n) == 0 &&
         s_parse_u64(argv[4], &m) == 0 && s_parse_u64(argv[5], &r) == 0)
         return hf_bench_cmd_lmdb_engines(argv[2], n, m, r, argv[6]);
+    if (argc == 6 && strcmp(argv[1], "hwsim") == 0 && s_parse_u64(argv[4], &n) == 0 &&
+        s_parse_u64(argv[5], &m) == 0)
+        return hf_bench_cmd_hwsim(argv[2], argv[3], n, m);
     uint64_t b = 0;
     if (argc == 5 && strcmp(argv[1], "parts") == 0 && s_parse_u64(argv[3], &n) == 0 &&
         s_parse_u64(argv[4], &b) == 0)

@@ -420,8 +420,8 @@ s_epoch(uint32_t i)
 }
 
 /* utime + stime of pid, in ns (/proc/PID/stat fields 14 and 15). */
-static uint64_t
-s_proc_cpu_ns(pid_t pid)
+uint64_t
+hf_bench_proc_cpu_ns(pid_t pid)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -602,7 +602,7 @@ hf_bench_cmd_agg_engines(const char *agg_bin, const char *dir, uint64_t n, uint6
         engs[i].generating = true;
     }
     const uint64_t bound = (uint64_t)S_BOUND_MS * S_RATE / 1000;
-    uint64_t agg_cpu0 = s_proc_cpu_ns(agg.pid), self_cpu0 = s_self_cpu_ns();
+    uint64_t agg_cpu0 = hf_bench_proc_cpu_ns(agg.pid), self_cpu0 = s_self_cpu_ns();
     uint64_t wbytes0 = s_proc_io(agg.pid, "write_bytes"), acks0 = sim.acks;
     uint64_t unavailable = 0, over_at = 0, loops = 0, late_loops = 0;
     uint64_t agg_cpu1 = 0, self_cpu1 = 0, wbytes1 = 0, acks1 = 0, acked_run = 0, t_stop = 0;
@@ -614,7 +614,7 @@ hf_bench_cmd_agg_engines(const char *agg_bin, const char *dir, uint64_t n, uint6
             /* End of the measured run: no new samples; the rest must drain. */
             running = false;
             t_stop = now;
-            agg_cpu1 = s_proc_cpu_ns(agg.pid);
+            agg_cpu1 = hf_bench_proc_cpu_ns(agg.pid);
             self_cpu1 = s_self_cpu_ns();
             wbytes1 = s_proc_io(agg.pid, "write_bytes");
             acks1 = sim.acks;
