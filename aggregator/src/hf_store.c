@@ -63,6 +63,7 @@ struct hf_store_s {
     size_t map_bytes; /* current map size (bytes)                 */
     size_t max_bytes; /* growth bound (bytes)                     */
     hf_err_t broken;  /* HF_OK, or the sticky error that broke us */
+    bool readonly;    /* opened MDB_RDONLY: reads only           */
     char *dir;        /* for log lines                            */
 };
 
@@ -455,6 +456,16 @@ hf_store_opts_default(void)
     return o;
 }
 
+/* 0 if dir is an existing directory, else an errno value. */
+static int
+s_isdir(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return errno;
+    return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+}
+
 /* mkdir -p with 0700 for the parts we create. */
 static int
 s_mkdirs(const char *dir)
@@ -473,10 +484,7 @@ s_mkdirs(const char *dir)
             return errno;
         path[i] = c;
     }
-    struct stat st;
-    if (stat(dir, &st) != 0)
-        return errno;
-    return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+    return s_isdir(dir);
 }
 
 /* Opens the DBs. A fresh environment gets them created plus the magic; an
@@ -495,6 +503,11 @@ s_open_dbs(hf_store_t *self, MDB_txn *txn, void *ctx, hf_err_t *herr, int *noop)
     if (mrc != MDB_SUCCESS)
         return mrc;
     int fresh = st.ms_entries == 0;
+    if (fresh && self->readonly) {
+        hf_log_error("store", "open dir=%s readonly: no store there err=HF_ENOTFOUND", self->dir);
+        *herr = HF_ENOTFOUND;
+        return MDB_SUCCESS;
+    }
     mrc = mdb_dbi_open(txn, "meta", fresh ? MDB_CREATE : 0, &self->db_meta);
     if (mrc == MDB_NOTFOUND || mrc == MDB_INCOMPATIBLE) {
         hf_log_error("store", "foreign dir=%s reason=no-meta err=HF_ECORRUPT", self->dir);
@@ -547,7 +560,13 @@ s_open_dbs(hf_store_t *self, MDB_txn *txn, void *ctx, hf_err_t *herr, int *noop)
                {"runs", &self->db_runs}, {"gaps", &self->db_gaps},
                {"outages", &self->db_outages}, {"backlogs", &self->db_backlogs}};
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
-        mrc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi);
+        mrc = mdb_dbi_open(txn, dbs[i].name, self->readonly ? 0 : MDB_CREATE, dbs[i].dbi);
+        if (mrc == MDB_NOTFOUND && self->readonly) {
+            hf_log_error("store", "open dir=%s readonly: table %s missing err=HF_ECORRUPT",
+                         self->dir, dbs[i].name);
+            *herr = HF_ECORRUPT;
+            return MDB_SUCCESS;
+        }
         if (mrc != MDB_SUCCESS)
             return mrc;
     }
@@ -573,7 +592,8 @@ hf_store_open(const char *dir, const hf_store_opts_t *opts, hf_err_t *err)
         goto fail;
     }
     self->max_bytes = o.max_bytes;
-    int e = s_mkdirs(dir);
+    self->readonly = o.readonly;
+    int e = o.readonly ? s_isdir(dir) : s_mkdirs(dir);
     if (e != 0) {
         hf_log_error("store", "mkdir dir=%s err=HF_EIO errno=\"%s\"", dir, strerror(e));
         rc = HF_EIO;
@@ -585,7 +605,7 @@ hf_store_open(const char *dir, const hf_store_opts_t *opts, hf_err_t *err)
     if (mrc == MDB_SUCCESS)
         mrc = mdb_env_set_mapsize(self->env, o.map_bytes);
     if (mrc == MDB_SUCCESS)
-        mrc = mdb_env_open(self->env, dir, MDB_NOTLS, 0600);
+        mrc = mdb_env_open(self->env, dir, MDB_NOTLS | (o.readonly ? MDB_RDONLY : 0), 0600);
     if (mrc != MDB_SUCCESS) {
         rc = s_fail(self, "open", mrc);
         goto fail;
@@ -616,7 +636,23 @@ hf_store_open(const char *dir, const hf_store_opts_t *opts, hf_err_t *err)
     self->map_bytes = info.me_mapsize;
     if (self->map_bytes > self->max_bytes)
         self->max_bytes = self->map_bytes; /* the file is already that big */
-    rc = s_write(self, "open", s_open_dbs, NULL);
+    if (o.readonly) {
+        /* the same checks in a read transaction: handles opened in it stay
+         * open once it commits */
+        MDB_txn *txn = NULL;
+        hf_err_t herr = HF_OK;
+        int noop = 0;
+        mrc = mdb_txn_begin(self->env, NULL, MDB_RDONLY, &txn);
+        if (mrc == MDB_SUCCESS)
+            mrc = s_open_dbs(self, txn, NULL, &herr, &noop);
+        if (mrc == MDB_SUCCESS && herr == HF_OK)
+            mrc = mdb_txn_commit(txn);
+        else if (txn)
+            mdb_txn_abort(txn);
+        rc = mrc != MDB_SUCCESS ? s_fail(self, "open", mrc) : herr;
+    } else {
+        rc = s_write(self, "open", s_open_dbs, NULL);
+    }
     if (rc != HF_OK)
         goto fail;
     self->broken = HF_OK;
@@ -2026,6 +2062,20 @@ hf_store_used_bytes(hf_store_t *self)
     if (mdb_env_info(self->env, &info) != MDB_SUCCESS || mdb_env_stat(self->env, &st) != 0)
         return 0;
     return (info.me_last_pgno + 1) * (size_t)st.ms_psize;
+}
+
+hf_err_t
+hf_store_copy_to_fd(hf_store_t *self, int fd)
+{
+    hf_err_t rc = s_check(self);
+    if (rc != HF_OK)
+        return rc;
+    int mrc = mdb_env_copyfd2(self->env, fd, MDB_CP_COMPACT);
+    if (mrc != MDB_SUCCESS) {
+        hf_log_error("store", "copy dir=%s err=%s", self->dir, mdb_strerror(mrc));
+        return mrc == EPIPE || mrc == EIO || mrc == ENOSPC ? HF_EIO : HF_ESTORE;
+    }
+    return HF_OK;
 }
 
 size_t

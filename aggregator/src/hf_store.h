@@ -54,6 +54,8 @@ typedef struct {
     size_t map_bytes; /* initial LMDB map size (bytes), default 256 MiB            */
     size_t max_bytes; /* hard bound (bytes), default 64 GiB; the map doubles on
                          MDB_MAP_FULL up to this, then calls return HF_EFULL      */
+    bool readonly;    /* open an existing store for reading only (backups, checks):
+                         nothing is created or written; writes fail HF_ESTORE  */
 } hf_store_opts_t;
 
 HF_EXPORT hf_store_opts_t hf_store_opts_default(void);
@@ -297,6 +299,10 @@ typedef struct {
  * HF_OK (see *out), HF_EINVAL, HF_ESTORE. */
 HF_EXPORT hf_err_t hf_store_retain(hf_store_t *self, const hf_store_retention_t *r,
                                    uint64_t now_ns, hf_store_retain_result_t *out);
+
+/* Write a compacted copy of the store, as of one snapshot taken now, to
+ * fd (LMDB's copy; writers go on meanwhile). HF_OK or HF_EIO/HF_ESTORE. */
+HF_EXPORT hf_err_t hf_store_copy_to_fd(hf_store_t *self, int fd);
 
 /* Bytes of live pages (in use minus LMDB's free list). */
 HF_EXPORT size_t hf_store_live_bytes(hf_store_t *self);
