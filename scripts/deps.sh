@@ -3,7 +3,7 @@
 # Idempotent; prints nothing when everything is already there.
 set -euo pipefail
 pkgs=(gcc make cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev liblmdb-dev libcriterion-dev
-      lmdb-utils)
+      lmdb-utils libmicrohttpd-dev)
 if [ "${1:-}" = --fuzz ]; then
     pkgs=(clang libclang-rt-14-dev) # libFuzzer's runtime
 fi
