@@ -45,7 +45,7 @@ FUZZ_SECONDS ?= 60
 fuzz: deps
 	@scripts/deps.sh --fuzz
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DHF_FUZZ=ON -DHF_BUILD_TESTS=OFF
-	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_frame fuzz_record fuzz_control fuzz_method fuzz_scenario
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_frame fuzz_record fuzz_control fuzz_method fuzz_scenario fuzz_config
 	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 # The chaos suite (docs/chaos.md): CHAOS_ROUNDS rounds of real processes

@@ -51,6 +51,13 @@ HF_EXPORT hf_err_t hf_config_load(const char *path, const char *program,
                                   const struct option *opts, const char *const *skip,
                                   hf_config_args_t *out, char *errbuf, size_t errlen);
 
+/* The same over text already in memory (len bytes, not necessarily
+ * NUL-terminated); name stands for the file in messages. */
+HF_EXPORT hf_err_t hf_config_parse(const char *name, const char *text, size_t len,
+                                   const char *program, const struct option *opts,
+                                   const char *const *skip, hf_config_args_t *out, char *errbuf,
+                                   size_t errlen);
+
 /* Free the strings; NULL-safe. */
 HF_EXPORT void hf_config_args_free(hf_config_args_t *args);
 

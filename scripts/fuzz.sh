@@ -10,7 +10,7 @@ secs=${2:-60}
 case $build in /*) ;; *) build=$root/$build ;; esac
 mkdir -p "$build/crashes"
 failed=()
-for t in frame record control method scenario; do
+for t in frame record control method scenario config; do
     bin=$build/tests/fuzz/fuzz_$t
     work=$build/corpus/$t
     mkdir -p "$work"

@@ -126,8 +126,9 @@ s_truth(const char *v, bool *out)
 }
 
 hf_err_t
-hf_config_load(const char *path, const char *program, const struct option *opts,
-               const char *const *skip, hf_config_args_t *out, char *errbuf, size_t errlen)
+hf_config_parse(const char *name, const char *text, size_t len, const char *program,
+                const struct option *opts, const char *const *skip, hf_config_args_t *out,
+                char *errbuf, size_t errlen)
 {
     char dummy[8];
     if (!errbuf || errlen == 0) {
@@ -136,62 +137,56 @@ hf_config_load(const char *path, const char *program, const struct option *opts,
     }
     errbuf[0] = 0;
     memset(out, 0, sizeof *out);
+    if (!name || !text || !program || !opts)
+        return HF_EINVAL;
+    if (len > S_FILE_MAX || memchr(text, 0, len)) {
+        snprintf(errbuf, errlen, "%s: not a configuration file (over 1 MiB or binary)", name);
+        return HF_EINVAL;
+    }
     hf_err_t rc = HF_OK;
     zconfig_t *root = NULL;
-    char *text = NULL;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
-        return errno == ENOENT ? HF_ENOTFOUND : HF_EIO;
-    }
-    text = malloc(S_FILE_MAX + 1);
-    size_t n = text ? fread(text, 1, S_FILE_MAX + 1, f) : 0;
-    fclose(f);
-    if (!text)
+    char *copy = malloc(len + 1); /* NUL-terminated for the line reader and zconfig */
+    if (!copy)
         return HF_ENOMEM;
-    if (n > S_FILE_MAX || memchr(text, 0, n)) {
-        snprintf(errbuf, errlen, "%s: not a configuration file (over 1 MiB or binary)", path);
-        rc = HF_EINVAL;
-        goto done;
-    }
-    text[n] = 0;
-    rc = s_check_syntax(path, text, errbuf, errlen);
+    memcpy(copy, text, len);
+    copy[len] = 0;
+    rc = s_check_syntax(name, copy, errbuf, errlen);
     if (rc != HF_OK)
         goto done;
-    root = zconfig_str_load(text);
+    root = zconfig_str_load(copy);
     if (!root) {
-        snprintf(errbuf, errlen, "%s: not valid ZPL", path);
+        snprintf(errbuf, errlen, "%s: not valid ZPL", name);
         rc = HF_EINVAL;
         goto done;
     }
     /* only our program's section; others (a shared file) are left alone */
     zconfig_t *sec = zconfig_locate(root, program);
     if (!sec) {
-        snprintf(errbuf, errlen, "%s: no section '%s'", path, program);
+        snprintf(errbuf, errlen, "%s: no section '%s'", name, program);
         rc = HF_EINVAL;
         goto done;
     }
     for (zconfig_t *c = zconfig_child(sec); c; c = zconfig_next(c)) {
         const char *key = zconfig_name(c);
         const char *val = zconfig_value(c);
-        int line = s_line_of(text, program, key);
+        int line = s_line_of(copy, program, key);
         const struct option *o = NULL;
         for (size_t i = 0; opts[i].name; i++)
             if (!strcmp(opts[i].name, key))
                 o = &opts[i];
         if (!o || s_in(key, skip)) {
-            snprintf(errbuf, errlen, "%s:%d: %s '%s'", path, line,
+            snprintf(errbuf, errlen, "%s:%d: %s '%s'", name, line,
                      o ? "not settable in a file:" : "unknown option", key);
             rc = HF_EINVAL;
             goto done;
         }
         if (zconfig_child(c)) {
-            snprintf(errbuf, errlen, "%s:%d: '%s' takes a value, not a section", path, line, key);
+            snprintf(errbuf, errlen, "%s:%d: '%s' takes a value, not a section", name, line, key);
             rc = HF_EINVAL;
             goto done;
         }
         if (out->argc == HF_CONFIG_MAX_ARGS) {
-            snprintf(errbuf, errlen, "%s:%d: more than %d options", path, line,
+            snprintf(errbuf, errlen, "%s:%d: more than %d options", name, line,
                      HF_CONFIG_MAX_ARGS);
             rc = HF_EINVAL;
             goto done;
@@ -200,8 +195,8 @@ hf_config_load(const char *path, const char *program, const struct option *opts,
         if (o->has_arg == no_argument) {
             bool on = false;
             if (!val || !s_truth(val, &on)) {
-                snprintf(errbuf, errlen, "%s:%d: '%s' is a switch: true or false, not '%s'",
-                         path, line, key, val ? val : "");
+                snprintf(errbuf, errlen, "%s:%d: '%s' is a switch: true or false, not '%.40s'",
+                         name, line, key, val ? val : "");
                 rc = HF_EINVAL;
                 goto done;
             }
@@ -212,7 +207,7 @@ hf_config_load(const char *path, const char *program, const struct option *opts,
                 sprintf(arg, "--%s", key);
         } else {
             if (!val || !*val) {
-                snprintf(errbuf, errlen, "%s:%d: '%s' needs a value", path, line, key);
+                snprintf(errbuf, errlen, "%s:%d: '%s' needs a value", name, line, key);
                 rc = HF_EINVAL;
                 goto done;
             }
@@ -228,9 +223,33 @@ hf_config_load(const char *path, const char *program, const struct option *opts,
     }
 done:
     zconfig_destroy(&root);
-    free(text);
+    free(copy);
     if (rc != HF_OK)
         hf_config_args_free(out);
+    return rc;
+}
+
+hf_err_t
+hf_config_load(const char *path, const char *program, const struct option *opts,
+               const char *const *skip, hf_config_args_t *out, char *errbuf, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (errbuf && errlen)
+        errbuf[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        int e = errno;
+        if (errbuf && errlen)
+            snprintf(errbuf, errlen, "%s: %s", path, strerror(e));
+        return e == ENOENT ? HF_ENOTFOUND : HF_EIO;
+    }
+    char *text = malloc(S_FILE_MAX + 1);
+    size_t n = text ? fread(text, 1, S_FILE_MAX + 1, f) : 0;
+    fclose(f);
+    if (!text)
+        return HF_ENOMEM;
+    hf_err_t rc = hf_config_parse(path, text, n, program, opts, skip, out, errbuf, errlen);
+    free(text);
     return rc;
 }
 
