@@ -451,8 +451,10 @@ hf_store_opts_t
 hf_store_opts_default(void)
 {
     hf_store_opts_t o;
+    memset(&o, 0, sizeof o);
     o.map_bytes = (size_t)256 << 20;
     o.max_bytes = (size_t)64 << 30;
+    o.readonly = false;
     return o;
 }
 
@@ -1002,7 +1004,23 @@ s_close_open_runs(hf_store_t *self, MDB_txn *txn, const char *engine, size_t ele
                                                                       : row.last_event_ts_ns;
             snprintf(row.cause, sizeof row.cause, "%s", cause);
             MDB_val nv = {s_run_pack(&row, vb), vb};
-            mrc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT);
+            /* The key must not point into the page being changed: a row
+             * whose size changes is deleted and re-inserted, which moves
+             * nodes under a key taken from the cursor (that put the B-tree
+             * out of order once engines interleaved). Copy it, put, and
+             * position the cursor on it again. */
+            uint8_t kc[S_KEY_MAX];
+            if (k.mv_size > sizeof kc) {
+                mrc = MDB_CORRUPTED;
+                break;
+            }
+            memcpy(kc, k.mv_data, k.mv_size);
+            MDB_val kk = {k.mv_size, kc};
+            mrc = mdb_put(txn, self->db_runs, &kk, &nv, 0);
+            if (mrc == MDB_SUCCESS) {
+                k = kk;
+                mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+            }
             if (mrc != MDB_SUCCESS)
                 break;
             if (ended)
@@ -1456,7 +1474,10 @@ s_outage_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *no
         memcpy(vb, v.mv_data, v.mv_size < sizeof vb ? v.mv_size : sizeof vb);
         s_put64(vb, c->at_ns ? c->at_ns : 1);
         MDB_val nv = {v.mv_size < sizeof vb ? v.mv_size : sizeof vb, vb};
-        mrc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT);
+        uint8_t kc[S_KEY_MAX]; /* never a key pointing into the page we change */
+        MDB_val kk = {k.mv_size <= sizeof kc ? k.mv_size : 0, kc};
+        memcpy(kc, k.mv_data, kk.mv_size);
+        mrc = kk.mv_size ? mdb_put(txn, self->db_outages, &kk, &nv, 0) : MDB_CORRUPTED;
     } else {
         *noop = 1;
     }

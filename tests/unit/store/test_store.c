@@ -1148,3 +1148,145 @@ Test(store, retention_work_per_call_is_bounded_and_size_rule_shares_the_deletes)
     cr_assert_eq(first2, 2501);
     hf_store_close(&st);
 }
+
+/* Runs derived from records must not depend on how batches are grouped
+ * into transactions: three engines, each with runs that start, end or are
+ * cut off by the next one, committed interleaved through commit_many in
+ * random groupings; every run row must match a one-engine-at-a-time store.
+ * (Regression: closing a run rewrote its row with a key pointing into the
+ * page being changed; once engines interleaved, rows landed out of order -
+ * runs vanished or kept a wrong state. Found by the chaos suite.) */
+#define S_REF_PIECE 7 /* records per commit in the one-engine reference */
+typedef struct {
+    char engine[8];
+    uint64_t epoch;
+    hf_record_t recs[400];
+    size_t n;
+    size_t at; /* next to commit */
+    uint64_t seq;
+} s_feed_t;
+
+static void
+s_feed_init(s_feed_t *f, const char *engine, uint64_t epoch, uint64_t run0, uint64_t *rng)
+{
+    memset(f, 0, sizeof *f);
+    snprintf(f->engine, sizeof f->engine, "%s", engine);
+    f->epoch = epoch;
+    uint64_t run = run0;
+    uint64_t t = 0;
+    while (f->n < 380) {
+        /* a run: started, channels, some steps, then an end or nothing */
+        hf_record_t *r = &f->recs[f->n++];
+        t++;
+        hf_record_event(r, run, T0 + t, t, HF_EV_RUN_STARTED, 0, "m");
+        r = &f->recs[f->n++];
+        t++;
+        hf_record_event(r, run, T0 + t, t, HF_EV_CHANNELS, 0, "a,b");
+        *rng ^= *rng << 13, *rng ^= *rng >> 7, *rng ^= *rng << 17;
+        int steps = (int)(*rng % 20);
+        for (int i = 0; i < steps && f->n < 380; i++) {
+            r = &f->recs[f->n++];
+            t++;
+            hf_record_event(r, run, T0 + t, t, HF_EV_STEP, (uint32_t)i, "s");
+        }
+        int end = (int)((*rng >> 8) % 3);
+        t++;
+        if (end == 1)
+            hf_record_event(&f->recs[f->n++], run, T0 + t, t, HF_EV_COMPLETED, 0, "m");
+        else if (end == 2)
+            hf_record_event(&f->recs[f->n++], run, T0 + t, t, HF_EV_ABORTED, 0, "a");
+        run += 1000;
+    }
+    for (size_t i = 0; i < f->n; i++)
+        f->recs[i].seq = i + 1;
+}
+
+typedef struct {
+    hf_store_run_t rows[64];
+    int n;
+} s_rows_t2;
+
+static int
+s_row_cb(const hf_store_run_t *r, void *arg)
+{
+    s_rows_t2 *x = arg;
+    cr_assert_lt(x->n, 64);
+    x->rows[x->n++] = *r;
+    return 0;
+}
+
+Test(store, runs_do_not_depend_on_how_batches_are_grouped)
+{
+    uint64_t rng = 0x1234567;
+    for (int round = 0; round < 20; round++) {
+        static s_feed_t feeds[3];
+        const char *names[3] = {"e1", "e2", "e3"};
+        for (int e = 0; e < 3; e++)
+            s_feed_init(&feeds[e], names[e], EPOCH_A + (uint64_t)e, 100 + (uint64_t)e, &rng);
+        /* reference: each engine alone, one commit per record run of 7 */
+        hf_store_t *ref = s_open();
+        for (int e = 0; e < 3; e++)
+            for (size_t i = 0; i < feeds[e].n; i += S_REF_PIECE) {
+                size_t k = feeds[e].n - i < S_REF_PIECE ? feeds[e].n - i : S_REF_PIECE;
+                uint64_t a = 0;
+                cr_assert_eq(hf_store_commit(ref, feeds[e].engine, feeds[e].epoch,
+                                             HF_LANE_CONTROL, &feeds[e].recs[i], k, T0, &a, NULL),
+                             HF_OK);
+            }
+        s_rows_t2 want[3];
+        for (int e = 0; e < 3; e++) {
+            want[e].n = 0;
+            cr_assert_eq(hf_store_runs_each(ref, names[e], false, s_row_cb, &want[e]), HF_OK);
+        }
+        hf_store_close(&ref);
+        s_teardown();
+        s_setup();
+        /* the same records, interleaved, random pieces, random groups */
+        hf_store_t *st = s_open();
+        bool left = true;
+        while (left) {
+            hf_store_batch_t b[12];
+            size_t nb = 0;
+            left = false;
+            while (nb < 12) {
+                rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+                int e = (int)(rng % 3);
+                s_feed_t *f = &feeds[e];
+                if (f->at == f->n)
+                    break;
+                size_t k = 1 + (rng >> 16) % 9;
+                if (k > f->n - f->at)
+                    k = f->n - f->at;
+                b[nb++] = (hf_store_batch_t){.engine = f->engine, .epoch = f->epoch,
+                                             .lane = HF_LANE_CONTROL, .recs = &f->recs[f->at],
+                                             .n = k};
+                f->at += k;
+            }
+            if (nb)
+                cr_assert_eq(hf_store_commit_many(st, b, nb, T0), HF_OK);
+            for (size_t i = 0; i < nb; i++)
+                cr_assert_eq(b[i].rc, HF_OK);
+            for (int e = 0; e < 3; e++)
+                left |= feeds[e].at < feeds[e].n;
+        }
+        for (int e = 0; e < 3; e++) {
+            s_rows_t2 got;
+            got.n = 0;
+            cr_assert_eq(hf_store_runs_each(st, names[e], false, s_row_cb, &got), HF_OK);
+            cr_assert_eq(got.n, want[e].n, "round %d engine %s runs %d vs %d", round, names[e],
+                         got.n, want[e].n);
+            for (int i = 0; i < got.n; i++) {
+                cr_assert_eq(got.rows[i].run, want[e].rows[i].run);
+                cr_assert_eq(got.rows[i].state, want[e].rows[i].state,
+                             "round %d %s run %llu state %u vs %u", round, names[e],
+                             (unsigned long long)got.rows[i].run, got.rows[i].state,
+                             want[e].rows[i].state);
+                cr_assert_eq(got.rows[i].control, want[e].rows[i].control);
+                cr_assert_str_eq(got.rows[i].cause, want[e].rows[i].cause);
+            }
+        }
+        hf_store_close(&st);
+        s_teardown();
+        s_setup();
+    }
+}
