@@ -9,6 +9,7 @@
 #define HF_AGGREGATOR_H_INCLUDED
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "hf_err.h"
@@ -35,6 +36,17 @@ typedef struct {
                                many restarts ...                   (default 10)  */
     uint32_t restart_period_ms; /* ... in this window; past it the aggregator gives
                                up: hf_aggregator_run returns HF_ESTATE (default 60000) */
+    /* Security (docs/security.md). CURVE on every socket unless insecure:
+     * then cert, engine_keys and operator_keys are all required. */
+    const char *cert;          /* the aggregator's certificate (zcert file; its
+                                  NAME_secret holds the secret key)                  */
+    const char *engine_keys;   /* directory of engine public certificates, each bound
+                                  to an engine id ("engine-id", else the file name)  */
+    const char *operator_keys; /* directory of operator public certificates, each
+                                  with "role" = operator (query, command) or reader
+                                  (query only)                                        */
+    bool insecure;             /* the plain mechanism: no authentication, no
+                                  encryption (a WARN at open); default false         */
 } hf_aggregator_opts_t;
 
 /* The exit code the daemon uses when the aggregator gave up on a task that

@@ -196,9 +196,11 @@ hf_bench_agg_start(hf_bench_agg_t *a, const char *bin, const char *dir, int port
     snprintf(bind, sizeof bind, "tcp://127.0.0.1:%d", port);
     snprintf(a->store, sizeof a->store, "%s/store", dir);
     snprintf(log, sizeof log, "%s/aggregator.log", dir);
+    /* --insecure: the figures are for the plain mechanism (docs/benchmarks.md;
+     * docs/security.md says what CURVE costs). */
     char *argv[24] = {(char *)bin,   "--bind", bind, "--control", "tcp://127.0.0.1:*",
-                      "--data", a->store, NULL};
-    for (size_t i = 0, at = 7; extra && extra[i] && at + 1 < sizeof argv / sizeof *argv; i++)
+                      "--data", a->store, "--insecure", NULL};
+    for (size_t i = 0, at = 8; extra && extra[i] && at + 1 < sizeof argv / sizeof *argv; i++)
         argv[at++] = (char *)extra[i]; /* argv[] stays NULL-terminated: zero-filled */
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);

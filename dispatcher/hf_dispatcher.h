@@ -67,9 +67,29 @@ typedef struct {
     uint32_t peer_timeout_ms;   /* no frame for this long: reconnect, default 3000 ms */
     uint32_t reconnect_max_ms;  /* reconnect backoff cap, default 2000 ms      */
     hf_full_policy_t full_policy; /* default HF_FULL_DECIMATE                  */
+    /* CURVE (docs/security.md): z85 keys, 40 characters each, copied at
+     * open; all three or none. NULL (the default): the plain mechanism. */
+    const char *curve_server_key;  /* the aggregator's public key             */
+    const char *curve_public_key;  /* this engine's key pair                  */
+    const char *curve_secret_key;
 } hf_dispatcher_opts_t;
 
 HF_EXPORT hf_dispatcher_opts_t hf_dispatcher_opts_default(void);
+
+/* CURVE keys as z85 text (40 characters and a NUL each). */
+typedef struct {
+    char server_key[41];
+    char public_key[41];
+    char secret_key[41];
+} hf_dispatcher_keys_t;
+
+/* Load this engine's certificate (a czmq zcert file: "NAME" or
+ * "NAME_secret", as written by `holdfast keygen`; the secret key is
+ * required) and the aggregator's public certificate into *out, for the
+ * curve_* options. HF_OK; HF_EINVAL when a file is missing or is not such a
+ * certificate (logged). */
+HF_EXPORT hf_err_t hf_dispatcher_keys_load(const char *cert, const char *server_cert,
+                                           hf_dispatcher_keys_t *out);
 
 /* Open the spool, start the worker. NULL on error with *err set
  * (HF_EINVAL bad options, HF_ECORRUPT foreign spool, HF_ESTORE, HF_EIO). */

@@ -26,6 +26,25 @@ done
 dir=${HF_DEMO_DIR:-$(mktemp -d /tmp/holdfast-demo.XXXXXX)}
 mkdir -p "$dir"
 
+# Keys (docs/security.md): the demo runs on the secure path (CURVE), with
+# keys it makes: the aggregator's pair, the engine's (bound to id "demo"),
+# an operator's for the CLI. Public halves go into the aggregator's trusted
+# directories; each secret stays with its owner (mode 0600).
+keys=$dir/keys
+mkdir -p "$keys/engines" "$keys/operators" "$keys/private"
+chmod 700 "$keys/private"
+keygen() { # NAME DIR ARGS...: a pair, unless it exists (HF_DEMO_DIR reused)
+    local name=$1 d=$2
+    shift 2
+    [ -f "$d/${name}_secret" ] || "$cli" keygen "$name" --dir "$d" "$@" >/dev/null
+}
+keygen aggregator "$keys" --server
+keygen demo "$keys/private" --engine demo
+keygen operator "$keys/private" --role operator
+cp "$keys/private/demo" "$keys/engines/demo"
+cp "$keys/private/operator" "$keys/operators/operator"
+hf() { "$cli" --cert "$keys/private/operator_secret" --server-key "$keys/aggregator" "$@"; }
+
 agg_pid=
 eng_pid=
 cleanup() {
@@ -52,7 +71,9 @@ wait_for() {
 }
 
 start_aggregator() { # $1: engines endpoint, $2: control endpoint
-    "$agg" --bind "$1" --control "$2" --data "$dir/store" >>"$dir/aggregator.log" 2>&1 &
+    "$agg" --bind "$1" --control "$2" --data "$dir/store" --cert "$keys/aggregator_secret" \
+        --engine-keys "$keys/engines" --operator-keys "$keys/operators" \
+        >>"$dir/aggregator.log" 2>&1 &
     agg_pid=$!
 }
 
@@ -66,6 +87,7 @@ control_ep=$(sed -E 's/.*control=([^ ]+).*/\1/' <<<"$line")
 say "aggregator pid=$agg_pid engines=$engines_ep control=$control_ep"
 
 "$eng" --id demo --connect "$engines_ep" --spool "$dir/spool" --method "$method" \
+    --cert "$keys/private/demo_secret" --server-key "$keys/aggregator" \
     --summary "$dir/engine.summary" >"$dir/engine.out" 2>"$dir/engine.log" &
 eng_pid=$!
 say "engine pid=$eng_pid running $(basename "$method")"
@@ -97,15 +119,15 @@ kv() { sed -nE "s/.*(^| )$1=([^ ]*).*/\2/p" <<<"$summary"; }
 # (not "link lost" 3 s later).
 clean=0
 for i in $(seq 1 40); do
-    if "$cli" --control "$control_ep" status 2>/dev/null | grep -q "clean shutdown"; then
+    if hf --control "$control_ep" status 2>/dev/null | grep -q "clean shutdown"; then
         clean=1; break
     fi
     sleep 0.05
 done
-"$cli" --control "$control_ep" status >"$dir/status.txt"
-"$cli" --control "$control_ep" engines --history >"$dir/history.txt"
-"$cli" --control "$control_ep" export --engine demo --format jsonl --out "$dir/export.jsonl"
-"$cli" --control "$control_ep" export --engine demo --format csv --out "$dir/export.csv"
+hf --control "$control_ep" status >"$dir/status.txt"
+hf --control "$control_ep" engines --history >"$dir/history.txt"
+hf --control "$control_ep" export --engine demo --format jsonl --out "$dir/export.jsonl"
+hf --control "$control_ep" export --engine demo --format csv --out "$dir/export.csv"
 
 committed=$(( $(kv committed_control) + $(kv committed_data) ))
 stored=$(wc -l <"$dir/export.jsonl")

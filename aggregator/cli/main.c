@@ -20,8 +20,14 @@
  *   non-finite numbers become null. Doubles use the shortest form that
  *   reads back to the same value.
  *
+ * - Security (docs/security.md): every socket is a CURVE client with the
+ *   operator's certificate (--cert / $HOLDFAST_CERT) and the aggregator's
+ *   public key (--server-key / $HOLDFAST_SERVER_KEY), unless --insecure.
+ *   A monitor on the socket turns a refused handshake into an immediate,
+ *   explicit error instead of a timeout. `keygen` writes certificates.
+ *
  * Exit status: 0 success, 1 failure (unreachable, error reply, I/O),
- * 2 usage error.
+ * 2 usage error, 7 not allowed (key refused, or its role may not do that).
  */
 #include <czmq.h>
 #include <errno.h>
@@ -33,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,9 +53,11 @@
 #define S_MAX_REPLY (16 << 20)      /* bytes accepted in one reply        */
 #define S_EXPORT_PAGE 5000          /* records asked for per export page  */
 #define S_POS_MAX 64                /* bytes of an export position       */
+#define S_EXIT_DENIED 7             /* key refused or role not allowed    */
 
 static const char *s_usage =
-    "usage: holdfast [--control ENDPOINT] [--timeout MS] COMMAND [ARGS]\n"
+    "usage: holdfast [--control ENDPOINT] [--timeout MS]\n"
+    "                [--cert FILE --server-key FILE | --insecure] COMMAND [ARGS]\n"
     "\n"
     "commands:\n"
     "  status                  engines (availability, epoch, records, current run)\n"
@@ -84,15 +93,143 @@ static const char *s_usage =
     "  --json                  print the reply as JSON\n"
     "  exit status: 0 done, 3 refused (engine unavailable or unknown), 4 the engine\n"
     "  answered with an error, 5 outcome unknown (link lost or no answer),\n"
-    "  6 superseded by an abort\n"
+    "  6 superseded by an abort, 7 not allowed (a reader's key, or refused)\n"
     "\n"
     "options:\n"
     "  --control ENDPOINT      aggregator control endpoint (default: $HOLDFAST_CONTROL,\n"
     "                          else " S_DEFAULT_ENDPOINT ")\n"
     "  --timeout MS            how long to wait for each reply (default 5000)\n"
-    "  -h, --help              show this help\n";
+    "  --cert FILE             your certificate (default $HOLDFAST_CERT; written by\n"
+    "                          holdfast keygen NAME --role operator|reader)\n"
+    "  --server-key FILE       the aggregator's public certificate (default\n"
+    "                          $HOLDFAST_SERVER_KEY)\n"
+    "  --insecure              the plain mechanism (an aggregator run --insecure)\n"
+    "  -h, --help              show this help\n"
+    "exit status 7: the aggregator refused this key, or its role may not do that\n"
+    "\n"
+    "keys (docs/security.md):\n"
+    "  keygen NAME [--dir DIR] [--engine ID | --role operator|reader | --server] [--force]\n"
+    "                          write a certificate pair: DIR/NAME (public: give it to\n"
+    "                          the aggregator's --engine-keys or --operator-keys) and\n"
+    "                          DIR/NAME_secret (mode 0600, stays with its owner)\n";
 
 static bool s_json = false; /* --json: listings print the reply as one JSON line */
+
+/* Set once in main from the flags and environment; read by every socket. */
+typedef struct {
+    bool curve;
+    char server_key[41];    /* z85 */
+    char public_key[41];
+    char secret_key[41];
+} s_keys_t;
+static s_keys_t s_keys;
+
+/* Make sock a CURVE client with s_keys (nothing when insecure). */
+static int
+s_secure(void *sock)
+{
+    if (!s_keys.curve)
+        return 0;
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, s_keys.server_key, 41) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, s_keys.public_key, 41) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, s_keys.secret_key, 41) != 0) {
+        fprintf(stderr, "holdfast: cannot set CURVE keys: %s\n", zmq_strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* A PAIR receiving sock's handshake failures (NULL if it can't be made). */
+static void *
+s_monitor(void *ctx, void *sock)
+{
+    static unsigned serial = 0;
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://holdfast-cli-mon-%u", ++serial);
+    if (zmq_socket_monitor(sock, ep,
+                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0)
+        return NULL;
+    void *mon = zmq_socket(ctx, ZMQ_PAIR);
+    int zero = 0;
+    if (mon)
+        zmq_setsockopt(mon, ZMQ_LINGER, &zero, sizeof zero);
+    if (mon && zmq_connect(mon, ep) != 0) {
+        zmq_close(mon);
+        mon = NULL;
+    }
+    return mon;
+}
+
+/* If mon reported a failed handshake, print why (about endpoint) and
+ * return true. */
+static bool
+s_refused(void *mon, const char *endpoint)
+{
+    if (!mon)
+        return false;
+    uint8_t ev[16];
+    int n = zmq_recv(mon, ev, sizeof ev, ZMQ_DONTWAIT);
+    if (n < 6)
+        return false;
+    char rest[256];
+    while (zmq_recv(mon, rest, sizeof rest, ZMQ_DONTWAIT) >= 0) {
+        int more = 0;
+        size_t sz = sizeof more;
+        if (zmq_getsockopt(mon, ZMQ_RCVMORE, &more, &sz) != 0 || !more)
+            break;
+    }
+    uint16_t event;
+    uint32_t value;
+    memcpy(&event, ev, sizeof event);
+    memcpy(&value, ev + 2, sizeof value);
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        fprintf(stderr, "holdfast: the aggregator at %s refused this key (status %u): it is not "
+                        "in its --operator-keys, or is not an operator/reader key\n",
+                endpoint, value);
+    else if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH || !s_keys.curve)
+        fprintf(stderr, "holdfast: security mismatch with %s: %s\n", endpoint,
+                s_keys.curve ? "the aggregator runs --insecure"
+                             : "the aggregator requires CURVE (give --cert and --server-key)");
+    else
+        fprintf(stderr, "holdfast: handshake with %s failed (error 0x%x): is --server-key the "
+                        "aggregator's key?\n",
+                endpoint, value);
+    return true;
+}
+
+/* Load --cert / --server-key into s_keys; 0, or 2 after a message. */
+static int
+s_keys_load(const char *cert, const char *server, bool insecure)
+{
+    memset(&s_keys, 0, sizeof s_keys);
+    if (insecure)
+        return 0;
+    if (!cert || !*cert || !server || !*server) {
+        fprintf(stderr, "holdfast: give --cert FILE and --server-key FILE (or $HOLDFAST_CERT and "
+                        "$HOLDFAST_SERVER_KEY), or --insecure\n");
+        return 2;
+    }
+    static const uint8_t zero[32] = {0};
+    zcert_t *mine = zcert_load(cert);
+    zcert_t *srv = zcert_load(server);
+    int rc = 0;
+    if (!mine || memcmp(zcert_secret_key(mine), zero, sizeof zero) == 0) {
+        fprintf(stderr, "holdfast: --cert %s is not a certificate with a secret key\n", cert);
+        rc = 2;
+    } else if (!srv) {
+        fprintf(stderr, "holdfast: --server-key %s is not a certificate\n", server);
+        rc = 2;
+    } else {
+        snprintf(s_keys.public_key, sizeof s_keys.public_key, "%s", zcert_public_txt(mine));
+        snprintf(s_keys.secret_key, sizeof s_keys.secret_key, "%s", zcert_secret_txt(mine));
+        snprintf(s_keys.server_key, sizeof s_keys.server_key, "%s", zcert_public_txt(srv));
+        s_keys.curve = true;
+    }
+    zcert_destroy(&mine);
+    zcert_destroy(&srv);
+    return rc;
+}
 
 static int
 s_usage_error(const char *fmt, const char *arg)
@@ -107,6 +244,8 @@ s_usage_error(const char *fmt, const char *arg)
 
 typedef struct {
     zsock_t *sock;
+    void *mon;              /* handshake failures of sock, or NULL  */
+    bool denied;            /* the aggregator refused our key        */
     const char *endpoint;
     int timeout;            /* ms                                  */
     zframe_t *frame;        /* the last reply (its bytes back up u) */
@@ -130,6 +269,9 @@ s_client_open(s_client_t *c, const char *endpoint, int timeout)
     zsock_set_rcvtimeo(c->sock, timeout);
     zsock_set_sndtimeo(c->sock, timeout);
     zsock_set_maxmsgsize(c->sock, S_MAX_REPLY);
+    if (s_secure(zsock_resolve(c->sock)) != 0)
+        return 1;
+    c->mon = s_monitor(zsys_init(), zsock_resolve(c->sock));
     if (zsock_connect(c->sock, "%s", endpoint) != 0) {
         fprintf(stderr, "holdfast: invalid control endpoint '%s'\n", endpoint);
         return 1;
@@ -142,6 +284,9 @@ s_client_close(s_client_t *c)
 {
     msgpack_unpacked_destroy(&c->u);
     zframe_destroy(&c->frame);
+    if (c->mon)
+        zmq_close(c->mon);
+    c->mon = NULL;
     zsock_destroy(&c->sock);
 }
 
@@ -212,7 +357,25 @@ s_call_raw(s_client_t *c, const msgpack_sbuffer *req)
         return NULL;
     }
     zframe_destroy(&c->frame);
-    c->frame = zframe_recv(c->sock);
+    /* Wait for the reply or a refused handshake, whichever comes first. */
+    int64_t deadline = zclock_mono() + c->timeout;
+    for (;;) {
+        int64_t left = deadline - zclock_mono();
+        if (left <= 0 || zsys_interrupted)
+            break;
+        zmq_pollitem_t it[2] = {{.socket = zsock_resolve(c->sock), .events = ZMQ_POLLIN},
+                                {.socket = c->mon, .events = ZMQ_POLLIN}};
+        int n = zmq_poll(it, c->mon ? 2 : 1, left);
+        if (n < 0 && errno != EINTR)
+            break;
+        if ((it[0].revents & ZMQ_POLLIN) || n < 0)
+            break;
+        if (c->mon && (it[1].revents & ZMQ_POLLIN) && s_refused(c->mon, c->endpoint)) {
+            c->denied = true;
+            return NULL;
+        }
+    }
+    c->frame = (zsock_events(c->sock) & ZMQ_POLLIN) ? zframe_recv(c->sock) : NULL;
     if (!c->frame) {
         if (zsys_interrupted)
             fprintf(stderr, "holdfast: interrupted\n");
@@ -243,6 +406,8 @@ s_call(s_client_t *c, const msgpack_sbuffer *req)
     if (rep && !s_bool(rep, "ok")) {
         char msg[512], err[64];
         s_str(rep, "msg", msg, sizeof msg);
+        if (!strncmp(msg, "permission denied", 17))
+            c->denied = true;
         s_str(rep, "err", err, sizeof err);
         fprintf(stderr, "holdfast: %s%s%s%s\n", msg[0] ? msg : "request failed",
                 err[0] ? " (" : "", err, err[0] ? ")" : "");
@@ -551,6 +716,23 @@ s_cmd_status(s_client_t *c, bool detailed)
     }
     if (s_bool(rep, "truncated"))
         printf("(list truncated by the aggregator)\n");
+    const msgpack_object *sec = s_get(rep, "security");
+    if (!detailed && sec) {
+        char mech[16];
+        s_str(sec, "mechanism", mech, sizeof mech);
+        if (!strcmp(mech, "curve"))
+            printf("\nSECURITY: curve, keys: %llu engine, %llu operator; accepted %llu; refused: "
+                   "unknown key %llu, wrong role %llu, id not bound %llu, handshake %llu\n",
+                   (unsigned long long)s_u64(sec, "engine_keys"),
+                   (unsigned long long)s_u64(sec, "operator_keys"),
+                   (unsigned long long)s_u64(sec, "accepted"),
+                   (unsigned long long)s_u64(sec, "refused_unknown_key"),
+                   (unsigned long long)s_u64(sec, "refused_wrong_role"),
+                   (unsigned long long)s_u64(sec, "refused_not_bound"),
+                   (unsigned long long)s_u64(sec, "refused_handshake"));
+        else
+            printf("\nSECURITY: INSECURE (plain mechanism: no authentication, no encryption)\n");
+    }
     return 0;
 }
 
@@ -637,7 +819,10 @@ s_cmd_watch(const char *feed, uint64_t count, int timeout_ms)
     zmq_setsockopt(sub, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(sub, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0);
-    if (zmq_connect(sub, feed) != 0) {
+    void *mon = NULL;
+    if (s_secure(sub) != 0 || (mon = s_monitor(ctx, sub), zmq_connect(sub, feed) != 0)) {
+        if (mon)
+            zmq_close(mon);
         fprintf(stderr, "holdfast: bad status feed endpoint %s: %s\n", feed, zmq_strerror(errno));
         zmq_close(sub);
         zmq_ctx_term(ctx);
@@ -647,8 +832,13 @@ s_cmd_watch(const char *feed, uint64_t count, int timeout_ms)
     signal(SIGTERM, s_watch_signal);
     uint64_t seen = 0;
     int idle_ms = 0;
+    int rc = 0;
     while (!s_watch_stop && (count == 0 || seen < count)) {
         zmq_pollitem_t it = {.socket = sub, .events = ZMQ_POLLIN};
+        if (s_refused(mon, feed)) {
+            rc = S_EXIT_DENIED;
+            break;
+        }
         if (zmq_poll(&it, 1, 200) <= 0) {
             idle_ms += 200;
             if (count && timeout_ms > 0 && idle_ms >= timeout_ms) {
@@ -696,9 +886,11 @@ s_cmd_watch(const char *feed, uint64_t count, int timeout_ms)
         }
         msgpack_unpacked_destroy(&up);
     }
+    if (mon)
+        zmq_close(mon);
     zmq_close(sub);
     zmq_ctx_term(ctx);
-    return count && seen < count ? 1 : 0;
+    return rc ? rc : count && seen < count ? 1 : 0;
 }
 
 static int
@@ -1364,6 +1556,8 @@ s_cmd_command(s_client_t *c, const s_command_args_t *a, bool json)
     free(body);
     const msgpack_object *rep = s_call_raw(c, &sb);
     msgpack_sbuffer_destroy(&sb);
+    if (!rep && c->denied)
+        return S_EXIT_DENIED; /* the handshake was refused: nothing was sent */
     if (!rep)
         return S_EXIT_UNKNOWN; /* sent, perhaps carried out: we can't tell */
     char text[512], err[64];
@@ -1384,6 +1578,8 @@ s_cmd_command(s_client_t *c, const s_command_args_t *a, bool json)
     }
     if (ok)
         return 0;
+    if (!strncmp(text, "permission denied", 17))
+        return S_EXIT_DENIED;
     char by[16];
     if (!strcmp(s_str(rep, "by", by, sizeof by), "engine"))
         return S_EXIT_ENGINE;
@@ -1395,6 +1591,106 @@ s_cmd_command(s_client_t *c, const s_command_args_t *a, bool json)
     case HF_ESUPERSEDED: return S_EXIT_SUPERSEDED;
     default: return 1; /* a bad request, the store: the aggregator's side */
     }
+}
+
+/* ---- keygen ------------------------------------------------------------------------ */
+
+static int s_opt(int argc, char **argv, int *i, const char *name, const char **val);
+
+/* `holdfast keygen NAME [--dir DIR] [--engine ID | --role R | --server] [--force]`:
+ * a czmq certificate pair, DIR/NAME (public) and DIR/NAME_secret (0600),
+ * with metadata saying what the key is for (docs/security.md). */
+static int
+s_cmd_keygen(int argc, char **argv, int i)
+{
+    const char *name = NULL, *dir = ".", *engine = NULL, *role = NULL;
+    bool server = false, force = false;
+    for (; i < argc; i++) {
+        const char *val = NULL;
+        int m;
+        if ((m = s_opt(argc, argv, &i, "--dir", &val)) != 0) {
+            if (m < 0 || !*val)
+                return s_usage_error("--dir needs a directory%s", NULL);
+            dir = val;
+        } else if ((m = s_opt(argc, argv, &i, "--engine", &val)) != 0) {
+            if (m < 0 || !hf_engine_id_valid(val))
+                return s_usage_error("--engine needs an engine id ([A-Za-z0-9._-], 1-64 "
+                                     "bytes)%s", NULL);
+            engine = val;
+        } else if ((m = s_opt(argc, argv, &i, "--role", &val)) != 0) {
+            if (m < 0 || (strcmp(val, "operator") && strcmp(val, "reader")))
+                return s_usage_error("--role must be 'operator' or 'reader'%s", NULL);
+            role = val;
+        } else if (!strcmp(argv[i], "--server")) {
+            server = true;
+        } else if (!strcmp(argv[i], "--force")) {
+            force = true;
+        } else if (argv[i][0] == '-' || name) {
+            return s_usage_error("unexpected argument '%s'", argv[i]);
+        } else {
+            name = argv[i];
+        }
+    }
+    if (!name || !*name || strchr(name, '/') || name[0] == '.' || strlen(name) > 128)
+        return s_usage_error("keygen needs a NAME (a file name: no '/', not starting with '.', "
+                             "128 bytes at most)%s", NULL);
+    if ((engine != NULL) + (role != NULL) + server > 1)
+        return s_usage_error("keygen: give one of --engine, --role and --server%s", NULL);
+    if (!engine && !role && !server)
+        role = "operator";
+    char pub[4096], sec[4200];
+    snprintf(pub, sizeof pub, "%s/%s", dir, name);
+    snprintf(sec, sizeof sec, "%s_secret", pub);
+    struct stat st;
+    if (!force && (stat(pub, &st) == 0 || stat(sec, &st) == 0)) {
+        fprintf(stderr, "holdfast: %s or its _secret exists (--force to replace it)\n", pub);
+        return 1;
+    }
+    zsys_set_logstream(NULL);
+    zcert_t *cert = zcert_new();
+    if (!cert) {
+        fprintf(stderr, "holdfast: cannot make a key pair\n");
+        return 1;
+    }
+    char when[40];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    s_iso((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec, when, sizeof when);
+    zcert_set_meta(cert, "name", "%s", name);
+    zcert_set_meta(cert, "created", "%s", when);
+    if (engine)
+        zcert_set_meta(cert, "engine-id", "%s", engine);
+    else if (role)
+        zcert_set_meta(cert, "role", "%s", role);
+    else
+        zcert_set_meta(cert, "role", "server");
+    /* The secret file is written with a private umask; check anyway. */
+    mode_t old = umask(077);
+    int rc = zcert_save(cert, pub);
+    umask(old);
+    if (rc == 0 && chmod(sec, 0600) != 0)
+        rc = -1;
+    if (rc == 0)
+        chmod(pub, 0644);
+    if (rc == 0 && (stat(sec, &st) != 0 || (st.st_mode & 077) != 0)) {
+        fprintf(stderr, "holdfast: %s is readable by others: removed\n", sec);
+        unlink(sec);
+        rc = -1;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "holdfast: cannot write %s: %s\n", pub, strerror(errno));
+        zcert_destroy(&cert);
+        return 1;
+    }
+    printf("%s key %s\n  public: %s (give this file to the %s)\n  secret: %s (mode 0600; keep "
+           "it with its owner)\n",
+           engine ? "engine" : server ? "aggregator" : role, zcert_public_txt(cert), pub,
+           engine ? "aggregator's --engine-keys directory"
+           : server ? "engines and operators: --server-key"
+                    : "aggregator's --operator-keys directory",
+           sec);
+    zcert_destroy(&cert);
+    return 0;
 }
 
 /* ---- argument parsing --------------------------------------------------------------- */
@@ -1443,6 +1739,9 @@ main(int argc, char **argv)
         endpoint = S_DEFAULT_ENDPOINT;
     uint64_t timeout = S_DEFAULT_TIMEOUT;
     bool timeout_set = false;
+    const char *cert = getenv("HOLDFAST_CERT");
+    const char *server_key = getenv("HOLDFAST_SERVER_KEY");
+    bool insecure = false, cert_flag = false;
     int i = 1;
     for (; i < argc; i++) {
         const char *val = NULL;
@@ -1460,6 +1759,19 @@ main(int argc, char **argv)
                 return s_usage_error("--timeout needs a number of milliseconds (1..3600000)%s",
                                      NULL);
             timeout_set = true;
+        } else if ((m = s_opt(argc, argv, &i, "--cert", &val)) != 0) {
+            if (m < 0 || !*val)
+                return s_usage_error("--cert needs a certificate file%s", NULL);
+            cert = val;
+            cert_flag = true;
+        } else if ((m = s_opt(argc, argv, &i, "--server-key", &val)) != 0) {
+            if (m < 0 || !*val)
+                return s_usage_error("--server-key needs the aggregator's public certificate%s",
+                                     NULL);
+            server_key = val;
+            cert_flag = true;
+        } else if (!strcmp(argv[i], "--insecure")) {
+            insecure = true;
         } else if (argv[i][0] == '-') {
             return s_usage_error("unknown option '%s'", argv[i]);
         } else {
@@ -1469,6 +1781,14 @@ main(int argc, char **argv)
     if (i >= argc)
         return s_usage_error("no command given%s", NULL);
     const char *cmd = argv[i++];
+
+    if (!strcmp(cmd, "keygen"))
+        return s_cmd_keygen(argc, argv, i);
+    if (insecure && cert_flag)
+        return s_usage_error("--insecure excludes --cert and --server-key%s", NULL);
+    int krc = s_keys_load(cert, server_key, insecure);
+    if (krc != 0)
+        return krc;
 
     if (!strcmp(cmd, "fault")) {
         /* test builds of the aggregator only (docs/supervision.md): make a
@@ -1492,6 +1812,8 @@ main(int argc, char **argv)
             rc = s_call(&c, &sb) ? 0 : 1;
             msgpack_sbuffer_destroy(&sb);
         }
+        if (c.denied)
+            rc = S_EXIT_DENIED;
         s_client_close(&c);
         return rc;
     }
@@ -1655,6 +1977,8 @@ main(int argc, char **argv)
             rc = s_cmd_export(&c, &a);
         }
     }
+    if (rc != 0 && c.denied)
+        rc = S_EXIT_DENIED;
     s_client_close(&c);
     return rc;
 }

@@ -22,12 +22,22 @@ static void
 s_usage(FILE *f)
 {
     fprintf(f, "usage: holdfast-aggregator --bind ENDPOINT --control ENDPOINT --data DIR\n"
+               "                           (--cert FILE --engine-keys DIR --operator-keys DIR\n"
+               "                            | --insecure)\n"
                "                           [--watchdog-ms MS] [--max-engines N]\n"
                "                           [--status ENDPOINT] [--command-timeout-ms MS]\n"
                "                           [--max-restarts N] [--restart-period-s S] [-v]\n"
                "  --bind ENDPOINT     where engines connect (e.g. tcp://127.0.0.1:5555)\n"
                "  --control ENDPOINT  where the holdfast CLI connects (e.g. tcp://127.0.0.1:5556)\n"
                "  --data DIR          the store directory (created if missing)\n"
+               "  --cert FILE         the aggregator's certificate (holdfast keygen NAME\n"
+               "                      --server writes NAME and NAME_secret): CURVE on every\n"
+               "                      endpoint (docs/security.md)\n"
+               "  --engine-keys DIR   engines' public certificates, each bound to an engine id;\n"
+               "                      read again when it changes\n"
+               "  --operator-keys DIR operators' public certificates (role operator or reader)\n"
+               "  --insecure          the plain mechanism instead: no authentication, no\n"
+               "                      encryption (logs a warning; for tests and benchmarks)\n"
                "  --watchdog-ms MS    silence after which an engine is unavailable (3000)\n"
                "  --max-engines N     engines served at once (1024)\n"
                "  --status ENDPOINT   publish the status feed there (ZeroMQ PUB): availability,\n"
@@ -64,10 +74,14 @@ main(int argc, char **argv)
         {"command-timeout-ms", required_argument, 0, 'T'},
         {"max-restarts", required_argument, 0, 'R'},
         {"restart-period-s", required_argument, 0, 'P'},
+        {"cert", required_argument, 0, 'C'},
+        {"engine-keys", required_argument, 0, 'E'},
+        {"operator-keys", required_argument, 0, 'O'},
+        {"insecure", no_argument, 0, 'I'},
         {0, 0, 0, 0}};
     int c;
     bool verbose = false;
-    while ((c = getopt_long(argc, argv, "b:c:d:w:m:s:T:R:P:hv", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:c:d:w:m:s:T:R:P:C:E:O:Ihv", longopts, NULL)) != -1) {
         switch (c) {
         case 'b': o.bind = optarg; break;
         case 'c': o.control = optarg; break;
@@ -107,6 +121,10 @@ main(int argc, char **argv)
             o.restart_period_ms = sec * 1000u;
             break;
         }
+        case 'C': o.cert = optarg; break;
+        case 'E': o.engine_keys = optarg; break;
+        case 'O': o.operator_keys = optarg; break;
+        case 'I': o.insecure = true; break;
         case 'v': verbose = true; break;
         case 'h': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;
@@ -115,6 +133,12 @@ main(int argc, char **argv)
     if (optind < argc || !o.bind || !o.control || !o.data_dir) {
         fprintf(stderr, "holdfast-aggregator: --bind, --control and --data are required\n");
         s_usage(stderr);
+        return 2;
+    }
+    if (o.insecure ? (o.cert || o.engine_keys || o.operator_keys)
+                   : (!o.cert || !o.engine_keys || !o.operator_keys)) {
+        fprintf(stderr, "holdfast-aggregator: give --cert, --engine-keys and --operator-keys "
+                        "(CURVE), or --insecure alone\n");
         return 2;
     }
     hf_log_set_sink(hf_log_stderr_sink, NULL);

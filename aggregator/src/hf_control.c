@@ -1177,6 +1177,29 @@ hf_err_t
 hf_control_handle(hf_store_t *store, const hf_live_t *live, size_t nlive, const uint8_t *req,
                   size_t len, uint8_t *out, size_t cap, size_t *outlen)
 {
+    return hf_control_handle_ex(store, live, nlive, NULL, req, len, out, cap, outlen);
+}
+
+static void
+s_pack_security(msgpack_packer *pk, const hf_control_security_t *sec)
+{
+    s_pk_str(pk, "security");
+    msgpack_pack_map(pk, 8);
+    s_kv_str(pk, "mechanism", sec->secure ? "curve" : "plain");
+    s_kv_u64(pk, "engine_keys", sec->engine_keys);
+    s_kv_u64(pk, "operator_keys", sec->operator_keys);
+    s_kv_u64(pk, "accepted", sec->accepted);
+    s_kv_u64(pk, "refused_unknown_key", sec->refused_unknown_key);
+    s_kv_u64(pk, "refused_wrong_role", sec->refused_wrong_role);
+    s_kv_u64(pk, "refused_not_bound", sec->refused_not_bound);
+    s_kv_u64(pk, "refused_handshake", sec->refused_handshake);
+}
+
+hf_err_t
+hf_control_handle_ex(hf_store_t *store, const hf_live_t *live, size_t nlive,
+                     const hf_control_security_t *sec, const uint8_t *req, size_t len,
+                     uint8_t *out, size_t cap, size_t *outlen)
+{
     if (!store || !out || !outlen || cap < HF_CONTROL_REPLY_MIN || (nlive > 0 && !live))
         return HF_EINVAL;
     s_out_t o = {out, cap, 0, false};
@@ -1192,7 +1215,9 @@ hf_control_handle(hf_store_t *store, const hf_live_t *live, size_t nlive, const 
     if (rc == HF_OK) {
         switch (q.cmd) {
         case S_CMD_STATUS:
-            s_reply_head(&pk, 3, "status");
+            s_reply_head(&pk, sec ? 4 : 3, "status");
+            if (sec)
+                s_pack_security(&pk, sec);
             s_pk_str(&pk, "engines");
             rc = s_pack_engines(store, live, nlive, &pk, &o, &truncated, &engs);
             if (rc == HF_OK) {

@@ -61,6 +61,24 @@ HF_EXPORT hf_err_t hf_control_handle(hf_store_t *store, const hf_live_t *live, s
                                      const uint8_t *req, size_t len, uint8_t *out, size_t cap,
                                      size_t *outlen);
 
+/* The security figures "status" reports (docs/security.md). */
+typedef struct {
+    bool secure;                 /* CURVE (false: --insecure)                 */
+    uint32_t engine_keys;        /* keys trusted now                          */
+    uint32_t operator_keys;
+    uint64_t accepted;           /* handshakes admitted                       */
+    uint64_t refused_unknown_key;/* refusals by reason                         */
+    uint64_t refused_wrong_role;
+    uint64_t refused_not_bound;
+    uint64_t refused_handshake;
+} hf_control_security_t;
+
+/* As hf_control_handle; a "status" reply also carries sec (when not NULL)
+ * as its "security" map. */
+HF_EXPORT hf_err_t hf_control_handle_ex(hf_store_t *store, const hf_live_t *live, size_t nlive,
+                                        const hf_control_security_t *sec, const uint8_t *req,
+                                        size_t len, uint8_t *out, size_t cap, size_t *outlen);
+
 /* A command request ({"cmd":"command", ...}, docs/cli.md), parsed. */
 typedef struct {
     char engine[HF_ENGINE_ID_MAX + 1];

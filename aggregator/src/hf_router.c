@@ -21,6 +21,15 @@
  *   committed, or at once when the engine is away, the link drops, or the
  *   engine does not answer in time. A command is sent at most once.
  *
+ * Security (docs/security.md): unless opts.insecure, every socket is a
+ * CURVE server with a ZAP domain, and hf_zap.c (polled in this loop)
+ * decides each handshake. Per message the shell checks what the handshake
+ * established: on the engines' socket the routing id must be the engine id
+ * bound to the connection's key (ZAP User-Id), so an engine cannot speak
+ * for another; on the control socket the key's role must allow the request
+ * (operator: anything; reader: queries only). Both are checked against the
+ * key directories as they are now, so a removed key stops working at once.
+ *
  * ZeroMQ: ROUTER_HANDOVER lets a reconnecting engine (same routing id)
  * take over its old connection; ROUTER_MANDATORY turns a send to a gone
  * peer into an error instead of a silent drop; MAXMSGSIZE bounds what a
@@ -34,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <czmq.h>
 #include <msgpack.h>
 #include <zmq.h>
 
@@ -43,6 +53,7 @@
 #include "hf_session.h"
 #include "hf_store.h"
 #include "hf_time.h"
+#include "hf_zap.h"
 
 #define S_LOG "aggregator"
 #define S_CONTROL_REPLY_MAX (8u << 20) /* bytes */
@@ -96,6 +107,9 @@ struct hf_aggregator_s {
     s_task_t control_task;  /* the control endpoint, supervised        */
     s_task_t feed_task;     /* the status feed, supervised             */
     bool gave_up;           /* a task exceeded its restart intensity   */
+    hf_zap_t *zap;          /* ZAP handler; NULL when insecure         */
+    uint8_t secret[32];     /* the aggregator's CURVE secret key       */
+    void *mon;              /* PAIR: handshake failures of both ROUTERs */
 };
 
 hf_aggregator_opts_t
@@ -112,13 +126,27 @@ hf_aggregator_opts_default(void)
     return o;
 }
 
+/* Make sock a CURVE server in ZAP domain (nothing when insecure). Before
+ * bind: the mechanism of a listening socket is fixed at bind time. */
+static void
+s_secure(const hf_aggregator_t *self, void *sock, const char *domain)
+{
+    if (!self->zap)
+        return;
+    int one = 1;
+    zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one);
+    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, self->secret, sizeof self->secret);
+    zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, domain, strlen(domain));
+}
+
 static void *
-s_bind(void *ctx, const char *ep, int64_t maxmsg)
+s_bind(const hf_aggregator_t *self, const char *ep, int64_t maxmsg, const char *domain)
 {
     int one = 1, zero = 0, hwm = 10000;
-    void *s = zmq_socket(ctx, ZMQ_ROUTER);
+    void *s = zmq_socket(self->zctx, ZMQ_ROUTER);
     if (!s)
         return NULL;
+    s_secure(self, s, domain);
     zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
     zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
@@ -131,6 +159,119 @@ s_bind(void *ctx, const char *ep, int64_t maxmsg)
         return NULL;
     }
     return s;
+}
+
+/* CURVE and the ZAP handler, or --insecure (one or the other, never
+ * neither: a mistyped flag must not start an open aggregator). */
+static hf_err_t
+s_security_open(hf_aggregator_t *self, const hf_aggregator_opts_t *opts)
+{
+    if (opts->insecure) {
+        if (opts->cert || opts->engine_keys || opts->operator_keys) {
+            hf_log_error(S_LOG, "--insecure excludes --cert, --engine-keys and --operator-keys");
+            return HF_EINVAL;
+        }
+        hf_log_warn(S_LOG, "INSECURE: plain mechanism on every endpoint: no authentication, "
+                           "no encryption; any peer can send records and command engines");
+        return HF_OK;
+    }
+    if (!opts->cert || !opts->engine_keys || !opts->operator_keys) {
+        hf_log_error(S_LOG, "security: --cert, --engine-keys and --operator-keys are required "
+                            "(or --insecure)");
+        return HF_EINVAL;
+    }
+    if (!zsys_has_curve()) {
+        hf_log_error(S_LOG, "security: this libzmq has no CURVE support");
+        return HF_EINVAL;
+    }
+    int maj = 0, min = 0, pat = 0;
+    zmq_version(&maj, &min, &pat);
+    if (maj * 10000 + min * 100 + pat < 40302) {
+        /* CVE-2019-13132: unauthenticated overflow on CURVE servers */
+        hf_log_error(S_LOG, "security: libzmq %d.%d.%d is older than 4.3.2", maj, min, pat);
+        return HF_EINVAL;
+    }
+    zcert_t *cert = zcert_load(opts->cert);
+    static const uint8_t zero[32] = {0};
+    if (!cert || memcmp(zcert_secret_key(cert), zero, sizeof zero) == 0) {
+        hf_log_error(S_LOG, "security: %s is not a certificate with a secret key (give the "
+                            "file written by 'holdfast keygen NAME --server', NAME_secret)",
+                     opts->cert);
+        zcert_destroy(&cert);
+        return HF_EINVAL;
+    }
+    memcpy(self->secret, zcert_secret_key(cert), sizeof self->secret);
+    hf_log_info(S_LOG, "security: CURVE server key=%s engine_keys=%s operator_keys=%s",
+                zcert_public_txt(cert), opts->engine_keys, opts->operator_keys);
+    zcert_destroy(&cert);
+    hf_err_t rc = HF_OK;
+    self->zap = hf_zap_open(self->zctx, opts->engine_keys, opts->operator_keys,
+                            hf_clock_mono_ms(), &rc);
+    return self->zap ? HF_OK : HF_EINVAL;
+}
+
+/* Handshakes that fail before ZAP (a plain peer, a bad CURVE handshake)
+ * show only as monitor events: count them as refusals. libzmq does not
+ * give the peer's address with them. */
+static void
+s_monitor_open(hf_aggregator_t *self)
+{
+    if (!self->zap)
+        return;
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://hf-aggregator-mon-%p", (void *)self);
+    if (zmq_socket_monitor(self->engines_sock, ep,
+                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0)
+        return;
+    self->mon = zmq_socket(self->zctx, ZMQ_PAIR);
+    int zero = 0;
+    if (self->mon)
+        zmq_setsockopt(self->mon, ZMQ_LINGER, &zero, sizeof zero);
+    if (self->mon && zmq_connect(self->mon, ep) != 0) {
+        zmq_close(self->mon);
+        self->mon = NULL;
+    }
+}
+
+static void
+s_on_monitor(hf_aggregator_t *self, hf_ms_t now)
+{
+    for (int i = 0; i < 64; i++) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, self->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size(&m) >= 6) {
+            memcpy(&event, zmq_msg_data(&m), sizeof event);
+            memcpy(&value, (uint8_t *)zmq_msg_data(&m) + 2, sizeof value);
+        }
+        bool more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+        char ep[256] = "";
+        while (more) {
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, self->mon, 0) < 0) {
+                zmq_msg_close(&m);
+                break;
+            }
+            size_t n = zmq_msg_size(&m) < sizeof ep - 1 ? zmq_msg_size(&m) : sizeof ep - 1;
+            memcpy(ep, zmq_msg_data(&m), n);
+            ep[n] = 0;
+            more = zmq_msg_more(&m);
+            zmq_msg_close(&m);
+        }
+        char detail[320];
+        snprintf(detail, sizeof detail, "endpoint=%s %s", ep,
+                 value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+                     ? "(not CURVE: a plain or misconfigured peer)"
+                     : "(bad handshake)");
+        hf_zap_refused(self->zap, HF_REFUSE_HANDSHAKE, NULL, NULL, detail, now);
+    }
 }
 
 typedef struct {
@@ -224,6 +365,7 @@ hf_aggregator_open(const hf_aggregator_opts_t *opts, hf_err_t *err)
         goto fail;
     }
     hf_store_opts_t so = hf_store_opts_default();
+    so.readonly = false; /* the service writes (hf_store_opts_default may leave it unset) */
     so.max_bytes = opts->store_max_bytes;
     if (so.map_bytes > so.max_bytes)
         so.map_bytes = so.max_bytes;
@@ -236,12 +378,18 @@ hf_aggregator_open(const hf_aggregator_opts_t *opts, hf_err_t *err)
         goto fail;
     }
     rc = HF_EIO;
-    self->engines_sock = s_bind(self->zctx, opts->bind, HF_PROTO_MAX_FRAME);
+    if (s_security_open(self, opts) != HF_OK) {
+        rc = HF_EINVAL;
+        goto fail;
+    }
+    rc = HF_EIO;
+    self->engines_sock = s_bind(self, opts->bind, HF_PROTO_MAX_FRAME, HF_ZAP_DOMAIN_ENGINES);
     if (!self->engines_sock)
         goto fail;
-    self->control_sock = s_bind(self->zctx, opts->control, S_CONTROL_REQ_MAX);
+    self->control_sock = s_bind(self, opts->control, S_CONTROL_REQ_MAX, HF_ZAP_DOMAIN_CONTROL);
     if (!self->control_sock)
         goto fail;
+    s_monitor_open(self);
     if (opts->status) {
         int zero = 0, hwm = 10000;
         self->status_sock = zmq_socket(self->zctx, ZMQ_PUB);
@@ -251,6 +399,7 @@ hf_aggregator_open(const hf_aggregator_opts_t *opts, hf_err_t *err)
         }
         zmq_setsockopt(self->status_sock, ZMQ_LINGER, &zero, sizeof zero);
         zmq_setsockopt(self->status_sock, ZMQ_SNDHWM, &hwm, sizeof hwm); /* bounded */
+        s_secure(self, self->status_sock, HF_ZAP_DOMAIN_FEED);
         if (zmq_bind(self->status_sock, opts->status) != 0) {
             hf_log_error(S_LOG, "bind status feed %s: %s", opts->status, zmq_strerror(errno));
             goto fail;
@@ -264,6 +413,7 @@ hf_aggregator_open(const hf_aggregator_opts_t *opts, hf_err_t *err)
     self->opts.bind = strdup(opts->bind);
     self->opts.control = strdup(opts->control);
     self->opts.data_dir = strdup(opts->data_dir);
+    self->opts.cert = self->opts.engine_keys = self->opts.operator_keys = NULL; /* used once */
     /* Report the endpoints as bound: a port given as '*' is resolved here,
      * which is how scripts and tests get free ports without races. */
     char ep_eng[256] = "", ep_ctl[256] = "";
@@ -319,9 +469,13 @@ hf_aggregator_close(hf_aggregator_t **self_p)
         zmq_close(self->control_sock);
     if (self->status_sock)
         zmq_close(self->status_sock);
+    if (self->mon)
+        zmq_close(self->mon);
+    hf_zap_close(&self->zap);
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     hf_store_close(&self->store);
+    memset(self->secret, 0, sizeof self->secret);
     free((char *)self->opts.bind);
     free((char *)self->opts.control);
     free((char *)self->opts.data_dir);
@@ -583,6 +737,7 @@ s_rebind(hf_aggregator_t *self, void *old, int type, const char *ep, int64_t max
         return NULL;
     int zero = 0, one = 1, hwm = 10000;
     zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    s_secure(self, sock, type == ZMQ_ROUTER ? HF_ZAP_DOMAIN_CONTROL : HF_ZAP_DOMAIN_FEED);
     if (type == ZMQ_ROUTER) {
         zmq_setsockopt(sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
         zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
@@ -1059,6 +1214,28 @@ s_on_engine_frame(hf_aggregator_t *self, const char *rid, const uint8_t *buf, si
     }
 }
 
+/* The connection's key (established by the CURVE handshake and ZAP) must
+ * still be trusted and be bound to the engine id the message claims. */
+static bool
+s_engine_allowed(hf_aggregator_t *self, const char *rid, zmq_msg_t *body, hf_ms_t now)
+{
+    const char *user = zmq_msg_gets(body, "User-Id");
+    const char *key = zmq_msg_gets(body, "Key");
+    const char *peer = zmq_msg_gets(body, "Peer-Address");
+    char who[200];
+    if (!user || strcmp(user, rid) != 0) {
+        snprintf(who, sizeof who, "claimed=%s key_engine=%s", rid, user ? user : "?");
+        hf_zap_refused(self->zap, HF_REFUSE_NOT_BOUND, peer, who, NULL, now);
+        return false;
+    }
+    if (!hf_zap_engine_trusted(self->zap, key, rid)) {
+        snprintf(who, sizeof who, "engine=%s key=%s", rid, key ? key : "?");
+        hf_zap_refused(self->zap, HF_REFUSE_UNKNOWN_KEY, peer, who, "(key removed)", now);
+        return false;
+    }
+    return true;
+}
+
 static void
 s_drain_engines(hf_aggregator_t *self)
 {
@@ -1103,6 +1280,8 @@ s_drain_engines(hf_aggregator_t *self)
             s_refuse(self, "(invalid routing id)", "peer without a valid engine id", HF_EPROTO);
         } else if (!have || parts != 1) {
             s_refuse(self, rid, "message must be exactly one frame", HF_EPROTO);
+        } else if (self->zap && !s_engine_allowed(self, rid, &body, now)) {
+            self->frames_refused++; /* logged and counted by the ZAP handler */
         } else {
             s_on_engine_frame(self, rid, zmq_msg_data(&body), zmq_msg_size(&body), now);
         }
@@ -1135,6 +1314,49 @@ s_fill_live(hf_aggregator_t *self)
         }
     }
     return self->nsessions;
+}
+
+static void
+s_security_figures(const hf_aggregator_t *self, hf_control_security_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!self->zap)
+        return;
+    hf_zap_stats_t st;
+    hf_zap_stats(self->zap, &st);
+    out->secure = true;
+    out->engine_keys = st.engine_keys;
+    out->operator_keys = st.operator_keys;
+    out->accepted = st.accepted;
+    out->refused_unknown_key = st.refused[HF_REFUSE_UNKNOWN_KEY];
+    out->refused_wrong_role = st.refused[HF_REFUSE_WRONG_ROLE];
+    out->refused_not_bound = st.refused[HF_REFUSE_NOT_BOUND];
+    out->refused_handshake = st.refused[HF_REFUSE_HANDSHAKE];
+}
+
+#define S_DENIED "permission denied: this key's role may not do that (docs/security.md)"
+
+/* The request's sender (its key's role as the directories say now) may
+ * query (operator, reader) or command (operator); else count, log, false. */
+static bool
+s_control_permitted(hf_aggregator_t *self, zmq_msg_t *req, bool command)
+{
+    const char *key = zmq_msg_gets(req, "Key");
+    const char *peer = zmq_msg_gets(req, "Peer-Address");
+    const char *user = zmq_msg_gets(req, "User-Id");
+    hf_role_t role = hf_zap_operator_role(self->zap, key);
+    char who[200];
+    snprintf(who, sizeof who, "operator=%s role=%s", user ? user : "?", hf_role_name(role));
+    hf_ms_t now = hf_clock_mono_ms();
+    if (role == HF_ROLE_NONE) {
+        hf_zap_refused(self->zap, HF_REFUSE_UNKNOWN_KEY, peer, who, "(key removed)", now);
+        return false;
+    }
+    if (command && role != HF_ROLE_OPERATOR) {
+        hf_zap_refused(self->zap, HF_REFUSE_WRONG_ROLE, peer, who, "(a command)", now);
+        return false;
+    }
+    return true;
 }
 
 static void
@@ -1183,11 +1405,25 @@ s_drain_control(hf_aggregator_t *self)
             crc = hf_control_parse_command(zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]), &cc,
                                            msg, sizeof msg);
         }
+        bool wants_command = crc != HF_ENOTFOUND;
 #ifdef HF_TESTING
         char task[HF_ENGINE_ID_MAX + 16];
-        if (crc == HF_ENOTFOUND && client.len &&
-            hf_control_parse_fault(zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]), task,
-                                   sizeof task) == HF_OK) {
+        bool is_fault = crc == HF_ENOTFOUND && client.len &&
+                        hf_control_parse_fault(zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]),
+                                               task, sizeof task) == HF_OK;
+        wants_command = wants_command || is_fault;
+#endif
+        if (self->zap && client.len && !s_control_permitted(self, &parts[2], wants_command)) {
+            size_t outlen = 0;
+            if (hf_control_command_reply(crc == HF_ENOTFOUND ? NULL : cc.engine, 0,
+                                         crc == HF_ENOTFOUND ? HF_CMD_ABORT : cc.cmd.verb,
+                                         HF_EPROTO, false, S_DENIED, self->reply,
+                                         S_CONTROL_REPLY_MAX, &outlen) == HF_OK)
+                s_control_send(self, &client, self->reply, outlen);
+            crc = HF_EEXIST_HANDLED;
+        }
+#ifdef HF_TESTING
+        if (crc != HF_EEXIST_HANDLED && is_fault) {
             hf_err_t frc = s_inject_fault(self, task);
             hf_log_warn(S_LOG, "fault hook: task=%s err=%s", task, hf_errname(frc));
             size_t outlen = 0;
@@ -1210,9 +1446,11 @@ s_drain_control(hf_aggregator_t *self)
         } else if (!bad && n == 3 && zmq_msg_size(&parts[1]) == 0) {
             size_t nlive = s_fill_live(self);
             size_t outlen = 0;
-            hf_err_t rc = hf_control_handle(self->store, self->live, nlive,
-                                            zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]),
-                                            self->reply, S_CONTROL_REPLY_MAX, &outlen);
+            hf_control_security_t sec;
+            s_security_figures(self, &sec);
+            hf_err_t rc = hf_control_handle_ex(self->store, self->live, nlive, &sec,
+                                               zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]),
+                                               self->reply, S_CONTROL_REPLY_MAX, &outlen);
             if (rc == HF_OK) {
                 zmq_send(self->control_sock, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]),
                          ZMQ_SNDMORE | ZMQ_DONTWAIT);
@@ -1246,14 +1484,26 @@ hf_aggregator_run(hf_aggregator_t *self, volatile sig_atomic_t *stop)
         }
         if (self->gave_up || !self->control_sock)
             break;
-        zmq_pollitem_t items[2] = {
+        /* The ZAP socket comes first: a handshake waits on this loop. */
+        zmq_pollitem_t items[4] = {
             {.socket = self->engines_sock, .events = ZMQ_POLLIN},
             {.socket = self->control_sock, .events = ZMQ_POLLIN},
+            {.socket = self->zap ? hf_zap_socket(self->zap) : NULL, .events = ZMQ_POLLIN},
+            {.socket = self->mon, .events = ZMQ_POLLIN},
         };
-        int rc = zmq_poll(items, 2, 100);
+        int nitems = self->mon ? 4 : self->zap ? 3 : 2;
+        int rc = zmq_poll(items, nitems, 100);
         if (rc < 0 && errno != EINTR) {
             hf_log_error(S_LOG, "zmq_poll: %s", zmq_strerror(errno));
             return HF_EIO;
+        }
+        if (self->zap) {
+            hf_ms_t t = hf_clock_mono_ms();
+            if (items[2].revents & ZMQ_POLLIN)
+                hf_zap_handle(self->zap, t);
+            if (nitems > 3 && (items[3].revents & ZMQ_POLLIN))
+                s_on_monitor(self, t);
+            hf_zap_tick(self->zap, t);
         }
         if (items[0].revents & ZMQ_POLLIN)
             s_drain_engines(self);

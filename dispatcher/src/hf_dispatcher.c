@@ -22,6 +22,12 @@
  *   until the next commit. A group whose commit failed stays in `work` and
  *   is retried first, so order is kept and nothing is dropped silently.
  *
+ * Security: with curve_* keys every DEALER is a CURVE client (keys set
+ * before connect); a handshake the aggregator refuses (unknown key, wrong
+ * role, plain vs CURVE) shows as a monitor event: the socket is dropped
+ * and remade with backoff, as for any lost connection, and the refusal is
+ * logged as an ERROR (rate-limited), since only an operator can fix it.
+ *
  * Wake-ups: the producer signals an eventfd when the staging buffer goes
  * from empty to non-empty and on flush; zmq_poll watches it with the
  * socket, so the worker sleeps exactly until something is due.
@@ -39,6 +45,7 @@
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <unistd.h>
+#include <czmq.h>
 #include <zmq.h>
 
 #include "hf_link.h"
@@ -64,6 +71,7 @@ typedef struct {
     uint32_t backoff_ms;     /* current reconnect backoff                   */
     bool streaming;          /* handshake done on the current connection    */
     uint64_t acked[HF_LANE_COUNT]; /* what this destination acknowledged    */
+    hf_ms_t refused_logged_at; /* ms: last "refused by the aggregator" ERROR */
 } s_dest_t;
 
 /* A command received from an aggregator, waiting for the engine. The
@@ -77,6 +85,8 @@ typedef struct {
 
 struct hf_dispatcher_s {
     hf_dispatcher_opts_t opts;
+    hf_dispatcher_keys_t keys; /* copies of the curve_* options            */
+    bool curve;                /* keys given: CURVE client                 */
     char engine[HF_ENGINE_ID_MAX + 1];
     char endpoints[HF_DISPATCHER_MAX_DEST * 256]; /* the list as given     */
     s_dest_t dest[HF_DISPATCHER_MAX_DEST];
@@ -173,6 +183,33 @@ hf_dispatcher_opts_default(void)
     return o;
 }
 
+hf_err_t
+hf_dispatcher_keys_load(const char *cert, const char *server_cert, hf_dispatcher_keys_t *out)
+{
+    if (!cert || !server_cert || !out)
+        return HF_EINVAL;
+    memset(out, 0, sizeof *out);
+    static const uint8_t zero[32] = {0};
+    zcert_t *mine = zcert_load(cert); /* tries cert_secret first, then cert */
+    zcert_t *srv = zcert_load(server_cert);
+    hf_err_t rc = HF_OK;
+    if (!mine || memcmp(zcert_secret_key(mine), zero, sizeof zero) == 0) {
+        hf_log_error(S_LOG, "--cert %s: not a certificate with a secret key "
+                            "(holdfast keygen NAME --engine ID writes NAME_secret)", cert);
+        rc = HF_EINVAL;
+    } else if (!srv) {
+        hf_log_error(S_LOG, "--server-key %s: not a certificate", server_cert);
+        rc = HF_EINVAL;
+    } else {
+        snprintf(out->public_key, sizeof out->public_key, "%s", zcert_public_txt(mine));
+        snprintf(out->secret_key, sizeof out->secret_key, "%s", zcert_secret_txt(mine));
+        snprintf(out->server_key, sizeof out->server_key, "%s", zcert_public_txt(srv));
+    }
+    zcert_destroy(&mine);
+    zcert_destroy(&srv);
+    return rc;
+}
+
 static hf_err_t s_send(void *impl, const hf_record_t *rec);
 static hf_err_t s_flush(void *impl);
 static void s_close_noop(void *impl);
@@ -255,6 +292,24 @@ hf_dispatcher_open(const hf_dispatcher_opts_t *opts, hf_err_t *err)
                 p++;
         }
     }
+    if (opts->curve_server_key || opts->curve_public_key || opts->curve_secret_key) {
+        const char *k[3] = {opts->curve_server_key, opts->curve_public_key,
+                            opts->curve_secret_key};
+        char *dst[3] = {self->keys.server_key, self->keys.public_key, self->keys.secret_key};
+        for (int i = 0; i < 3; i++) {
+            uint8_t bin[32];
+            if (!k[i] || strlen(k[i]) != 40 || !zmq_z85_decode(bin, k[i])) {
+                hf_log_error(S_LOG, "CURVE keys: server, public and secret key are all needed, "
+                                    "as 40 characters of z85");
+                rc = HF_EINVAL;
+                goto fail;
+            }
+            memcpy(dst[i], k[i], 41);
+        }
+        self->curve = true;
+    }
+    self->opts.curve_server_key = self->opts.curve_public_key = NULL;
+    self->opts.curve_secret_key = NULL; /* the copies in keys are used */
     self->spool_dir = strdup(opts->spool_dir);
     self->opts.spool_dir = self->spool_dir;
     self->channel.ops = &s_channel_ops;
@@ -532,6 +587,7 @@ hf_dispatcher_close(hf_dispatcher_t **self_p)
     }
     if (self->zctx)
         zmq_ctx_term(self->zctx);
+    memset(&self->keys, 0, sizeof self->keys); /* no secret left in freed memory */
     hf_spool_close(&self->spool);
     if (self->wake_fd >= 0)
         close(self->wake_fd);
@@ -918,12 +974,21 @@ s_make_socket(hf_dispatcher_t *self, s_dest_t *d)
     zmq_setsockopt(d->sock, ZMQ_RECONNECT_IVL, &rivl, sizeof rivl);
     zmq_setsockopt(d->sock, ZMQ_RECONNECT_IVL_MAX, &rmax, sizeof rmax);
     zmq_setsockopt(d->sock, ZMQ_ROUTING_ID, self->engine, strlen(self->engine));
+    if (self->curve &&
+        (zmq_setsockopt(d->sock, ZMQ_CURVE_SERVERKEY, self->keys.server_key, 41) != 0 ||
+         zmq_setsockopt(d->sock, ZMQ_CURVE_PUBLICKEY, self->keys.public_key, 41) != 0 ||
+         zmq_setsockopt(d->sock, ZMQ_CURVE_SECRETKEY, self->keys.secret_key, 41) != 0))
+        goto fail;
     snprintf(mon_ep, sizeof mon_ep, "inproc://hf-dispatcher-mon-%p-%u-%u", (void *)self,
              d->index, ++d->mon_serial);
     /* HANDSHAKE_SUCCEEDED, not CONNECTED: with IMMEDIATE the pipe exists
      * only once the ZMTP handshake is done, so HELLO sent at CONNECTED
      * could be refused with EAGAIN. */
-    if (zmq_socket_monitor(d->sock, mon_ep, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0)
+    if (zmq_socket_monitor(d->sock, mon_ep,
+                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0)
         goto fail;
     d->mon = zmq_socket(self->zctx, ZMQ_PAIR);
     if (!d->mon || zmq_connect(d->mon, mon_ep) != 0)
@@ -1129,8 +1194,11 @@ s_on_monitor(hf_dispatcher_t *self, s_dest_t *d, hf_ms_t now)
             return;
         }
         uint16_t event = 0;
-        if (zmq_msg_size(&m) >= 6)
+        uint32_t value = 0;
+        if (zmq_msg_size(&m) >= 6) {
             memcpy(&event, zmq_msg_data(&m), sizeof event);
+            memcpy(&value, (const uint8_t *)zmq_msg_data(&m) + 2, sizeof value);
+        }
         bool more = zmq_msg_more(&m);
         zmq_msg_close(&m);
         while (more) { /* the endpoint frame */
@@ -1152,6 +1220,31 @@ s_on_monitor(hf_dispatcher_t *self, s_dest_t *d, hf_ms_t now)
         } else if (event == ZMQ_EVENT_DISCONNECTED) {
             s_drop_socket(self, d, now, "connection closed");
             return; /* the monitor socket is gone */
+        } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+                   event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+                   event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+            char why[160];
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+                snprintf(why, sizeof why, "refused by the aggregator (status %u): is this "
+                                          "engine's key in its --engine-keys, bound to id %s?",
+                         value, self->engine);
+            else if (!self->curve)
+                snprintf(why, sizeof why, "handshake failed (error 0x%x): security mechanism "
+                                          "mismatch? this engine runs --insecure, the "
+                                          "aggregator may require CURVE", value);
+            else if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+                snprintf(why, sizeof why, "security mechanism mismatch: the aggregator runs "
+                                          "--insecure, this engine CURVE");
+            else
+                snprintf(why, sizeof why, "handshake failed (error 0x%x): wrong --server-key, "
+                                          "or the aggregator runs --insecure?", value);
+            bool log = d->refused_logged_at == 0 || now - d->refused_logged_at >= 30000;
+            if (log) {
+                d->refused_logged_at = now ? now : 1;
+                hf_log_error(S_LOG, "engine=%s endpoint=%s %s", self->engine, d->endpoint, why);
+            }
+            s_drop_socket(self, d, now, log ? why : NULL);
+            return;
         }
     }
 }

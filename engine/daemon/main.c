@@ -67,6 +67,9 @@ typedef struct {
     uint32_t max_restarts;      /* runner restart intensity: R ...       */
     uint32_t restart_period_s;  /* ... in P seconds                      */
     const char *faults;         /* HF_TESTING: "MS[,MS...]" after start  */
+    const char *cert;           /* this engine's certificate (CURVE)     */
+    const char *server_key;     /* the aggregator's public certificate   */
+    int insecure;               /* plain mechanism instead of CURVE      */
 } s_args_t;
 
 static volatile sig_atomic_t s_stop = 0;
@@ -88,6 +91,7 @@ s_usage(FILE *out)
 {
     fprintf(out,
             "usage: holdfast-engine --id NAME --connect ENDPOINT --spool DIR\n"
+            "                       (--cert FILE --server-key FILE | --insecure)\n"
             "                       [--method FILE] [--methods DIR] [--serve]\n"
             "                       [--seed N] [--drain-timeout MS] [--summary FILE]\n"
             "                       [--relaxed] [--spool-max-bytes N] [--full-policy P]\n"
@@ -98,6 +102,11 @@ s_usage(FILE *out)
             "                       as EP1,EP2 (each gets every record; the spool keeps a\n"
             "                       record until every one acknowledged it)\n"
             "  --spool DIR          spool directory (created if missing)\n"
+            "  --cert FILE          this engine's certificate (holdfast keygen NAME --engine\n"
+            "                       ID writes NAME and NAME_secret): CURVE to the aggregator\n"
+            "  --server-key FILE    the aggregator's public certificate\n"
+            "  --insecure           the plain mechanism instead (no authentication, no\n"
+            "                       encryption; logs a warning): docs/security.md\n"
             "  --method FILE        run this method at start (docs/methods.md); the engine\n"
             "                       exits when the run ends, unless --serve\n"
             "  --methods DIR        where 'holdfast start ENGINE NAME' finds NAME.method\n"
@@ -159,6 +168,9 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         {"scenario", required_argument, NULL, 'X'}, {"truth", required_argument, NULL, 'T'},
         {"max-restarts", required_argument, NULL, 'R'},
         {"restart-period-s", required_argument, NULL, 'p'},
+        {"cert", required_argument, NULL, 'C'},
+        {"server-key", required_argument, NULL, 'K'},
+        {"insecure", no_argument, NULL, 'I'},
 #ifdef HF_TESTING
         {"fault-after", required_argument, NULL, 'F'},
 #endif
@@ -212,6 +224,15 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         case 'F':
             a->faults = optarg;
             break;
+        case 'C':
+            a->cert = optarg;
+            break;
+        case 'K':
+            a->server_key = optarg;
+            break;
+        case 'I':
+            a->insecure = 1;
+            break;
         case 'T':
             a->truth = optarg;
             break;
@@ -264,6 +285,11 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         return s_usage_error("missing %s", "--connect ENDPOINT");
     if (!a->spool || !*a->spool)
         return s_usage_error("missing %s", "--spool DIR");
+    if (a->insecure && (a->cert || a->server_key))
+        return s_usage_error("%s", "--insecure excludes --cert and --server-key");
+    if (!a->insecure && (!a->cert || !*a->cert || !a->server_key || !*a->server_key))
+        return s_usage_error("%s", "give --cert FILE and --server-key FILE (CURVE), or "
+                                   "--insecure");
     if (a->method && !*a->method)
         return s_usage_error("empty %s", "--method FILE");
     if (a->methods_dir && !*a->methods_dir)
@@ -625,6 +651,20 @@ main(int argc, char **argv)
     if (args.spool_max_bytes)
         dopts.spool_max_bytes = (size_t)args.spool_max_bytes;
     dopts.full_policy = (hf_full_policy_t)args.full_policy;
+    hf_dispatcher_keys_t keys;
+    memset(&keys, 0, sizeof keys);
+    if (args.insecure) {
+        hf_log_warn("engine", "INSECURE: plain mechanism to the aggregator: no authentication, "
+                              "no encryption");
+    } else {
+        if (hf_dispatcher_keys_load(args.cert, args.server_key, &keys) != HF_OK) {
+            exit_code = 2;
+            goto done;
+        }
+        dopts.curve_server_key = keys.server_key;
+        dopts.curve_public_key = keys.public_key;
+        dopts.curve_secret_key = keys.secret_key;
+    }
 
     /* The worker thread inherits this mask: signals come to this thread. */
     sigset_t block, old;
@@ -634,6 +674,7 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &block, &old);
     setenv("ZSYS_SIGHANDLER", "false", 1);
     disp = hf_dispatcher_open(&dopts, &rc);
+    memset(&keys, 0, sizeof keys); /* the dispatcher keeps its own copy */
     s_disp = disp;
     s_install_signals();
     pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -14,16 +14,33 @@
 # - A test may set E2E_CLEANUP to a function name run first by the trap
 #   (e.g. to unmount a loop filesystem).
 #
+# - Security (issue 9, docs/security.md): E2E_AGG, E2E_ENG and E2E_CLI are
+#   thin scripts (tests/e2e/bin) that run the real binaries (E2E_REAL_AGG,
+#   E2E_REAL_ENG, E2E_REAL_CLI) on the secure path: CURVE, with keys made on
+#   demand in $E2E_KEYS (an engine's key the first time its --id starts; the
+#   CLI as an operator). Scripts need not know about keys. Arguments that
+#   already choose (--insecure, --cert) pass through; HF_E2E_INSECURE=1 runs
+#   everything plain. e2e_keys / e2e_engine_key give the paths to tests
+#   that need them (tests/e2e/security.sh).
+#
 # Environment: HF_BIN (build dir, default <repo>/build), HF_E2E_KEEP,
-# HF_E2E_DIR (parent of the work directory, default $TMPDIR or /tmp).
+# HF_E2E_DIR (parent of the work directory, default $TMPDIR or /tmp),
+# HF_E2E_INSECURE.
 
 E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 E2E_HERE=$E2E_ROOT/tests/e2e
 E2E_BIN=${HF_BIN:-$E2E_ROOT/build}
 case $E2E_BIN in /*) ;; *) E2E_BIN=$E2E_ROOT/$E2E_BIN ;; esac
-E2E_AGG=$E2E_BIN/aggregator/holdfast-aggregator
-E2E_ENG=$E2E_BIN/engine/holdfast-engine
-E2E_CLI=$E2E_BIN/aggregator/holdfast
+E2E_REAL_AGG=$E2E_BIN/aggregator/holdfast-aggregator
+E2E_REAL_ENG=$E2E_BIN/engine/holdfast-engine
+E2E_REAL_CLI=$E2E_BIN/aggregator/holdfast
+export E2E_REAL_AGG E2E_REAL_ENG E2E_REAL_CLI
+E2E_AGG=$E2E_HERE/bin/holdfast-aggregator
+E2E_ENG=$E2E_HERE/bin/holdfast-engine
+E2E_CLI=$E2E_HERE/bin/holdfast
+# Until e2e_init (or e2e_keys DIR) names a work directory, keys go to a
+# per-user cache (secure.sh); export so that every child sees the same.
+export E2E_KEYS=${E2E_KEYS:-}
 E2E_PIDS=()
 E2E_CLEANUP=
 E2E_NAME=e2e
@@ -76,13 +93,45 @@ e2e_on_exit() {
 e2e_init() {
     E2E_NAME=$1
     local f
-    for f in "$E2E_AGG" "$E2E_ENG" "$E2E_CLI"; do
+    for f in "$E2E_REAL_AGG" "$E2E_REAL_ENG" "$E2E_REAL_CLI"; do
         [ -x "$f" ] || { echo "$E2E_NAME: missing $f (build first; HF_BIN=$E2E_BIN)" >&2; exit 2; }
     done
     E2E_DIR=$(mktemp -d "${HF_E2E_DIR:-${TMPDIR:-/tmp}}/holdfast-$E2E_NAME.XXXXXX")
     trap e2e_on_exit EXIT
     trap 'say "interrupted"; exit 130' INT TERM
     say "work directory: $E2E_DIR"
+    e2e_keys "$E2E_DIR/keys"
+}
+
+# e2e_keys [DIR]: use DIR (default: $E2E_KEYS, else <work dir>/keys) for
+# this script's keys, make the aggregator's and the operators' keys now,
+# and set E2E_SERVER_KEY (public), E2E_SERVER_CERT (secret),
+# E2E_ENGINE_KEYS, E2E_OPERATOR_KEYS (the aggregator's directories),
+# E2E_OPERATOR_CERT, E2E_READER_CERT (the CLI's secret files).
+e2e_keys() {
+    export E2E_KEYS=${1:-${E2E_KEYS:-$E2E_DIR/keys}}
+    "$E2E_CLI" --control tcp://127.0.0.1:9 --timeout 1 status >/dev/null 2>&1 || true
+    [ -f "$E2E_KEYS/server_secret" ] || { echo "e2e_keys: no keys made in $E2E_KEYS" >&2; exit 2; }
+    E2E_SERVER_KEY=$E2E_KEYS/server
+    E2E_SERVER_CERT=$E2E_KEYS/server_secret
+    E2E_ENGINE_KEYS=$E2E_KEYS/engines
+    E2E_OPERATOR_KEYS=$E2E_KEYS/operators
+    E2E_OPERATOR_CERT=$E2E_KEYS/private/operator_secret
+    E2E_READER_CERT=$E2E_KEYS/private/reader_secret
+}
+
+# e2e_engine_key ID: make (if needed) engine ID's key, trusted by the
+# aggregator; prints its secret file.
+e2e_engine_key() {
+    if [ ! -f "$E2E_KEYS/private/engine-$1_secret" ]; then
+        (
+            flock 9
+            "$E2E_REAL_CLI" keygen "engine-$1" --dir "$E2E_KEYS/private" --engine "$1" >/dev/null
+            cp "$E2E_KEYS/private/engine-$1" "$E2E_ENGINE_KEYS/.engine-$1.tmp"
+            mv -f "$E2E_ENGINE_KEYS/.engine-$1.tmp" "$E2E_ENGINE_KEYS/engine-$1"
+        ) 9>"$E2E_KEYS/.lock"
+    fi
+    echo "$E2E_KEYS/private/engine-$1_secret"
 }
 
 # e2e_wait_until SECONDS CMD...: poll CMD every 50 ms until it succeeds;

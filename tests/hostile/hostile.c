@@ -40,6 +40,19 @@
  *                skips the replayed 1..3, stores 4; nothing stored twice.
  *   silent       200 raw TCP connections that never speak, held 3 s: the
  *                real engine streams on and a new peer still gets WELCOME.
+ * These protocol-level cases need peers that get past the handshake: this
+ * run starts the aggregator, the engine and the CLI with --insecure (the
+ * plain mechanism). The secure path has its own run:
+ *
+ *   hostile --secure AGGREGATOR HOLDFAST_CLI
+ *
+ * starts a CURVE aggregator (keys made with `holdfast keygen`) and checks
+ * that raw peers are refused at the handshake (docs/security.md): a plain
+ * DEALER saying HELLO (no WELCOME, "handshake failed" logged), a CURVE
+ * DEALER with a key the aggregator does not know (no WELCOME, "unknown key"
+ * logged with its address), garbage bytes (connection closed); the
+ * aggregator stays up and counts each refusal.
+ *
  * Log lines are asserted loosely (an extended regex per case). Cases where
  * the aggregator can't see the fault (ZeroMQ drops the connection below
  * it: garbage, greeting, oversized, silent) need no log line unless
@@ -93,6 +106,8 @@ static bool s_failed, s_strict;
 static bool s_always_clean; /* remove the work dir even on failure */
 static int s_gaps;
 static hf_ms_t s_t0;
+/* CURVE for the DEALERs s_dealer makes (the --secure run), else plain. */
+static char s_curve_server[41], s_curve_pub[41], s_curve_sec[41];
 
 static void
 s_say(const char *fmt, ...)
@@ -179,8 +194,8 @@ s_cli_run(const char *out, const char *a1, const char *a2, const char *a3, const
 {
     char errp[300];
     snprintf(errp, sizeof errp, "%s/cli.err", s_dir);
-    char *argv[] = {(char *)s_cli, "--control", s_ctl_ep, (char *)a1, (char *)a2, (char *)a3,
-                    (char *)a4, (char *)a5, (char *)a6, NULL};
+    char *argv[] = {(char *)s_cli, "--control", s_ctl_ep, "--insecure", (char *)a1, (char *)a2,
+                    (char *)a3, (char *)a4, (char *)a5, (char *)a6, NULL};
     pid_t pid = s_spawn(argv, out, errp);
     hf_ms_t deadline = hf_clock_mono_ms() + 20000;
     int st = 0;
@@ -307,6 +322,11 @@ s_dealer(const char *id, bool reconnect)
         zmq_setsockopt(p.sock, ZMQ_RECONNECT_IVL, &neg, sizeof neg);
     if (id)
         zmq_setsockopt(p.sock, ZMQ_ROUTING_ID, id, strlen(id));
+    if (s_curve_server[0]) {
+        zmq_setsockopt(p.sock, ZMQ_CURVE_SERVERKEY, s_curve_server, 41);
+        zmq_setsockopt(p.sock, ZMQ_CURVE_PUBLICKEY, s_curve_pub, 41);
+        zmq_setsockopt(p.sock, ZMQ_CURVE_SECRETKEY, s_curve_sec, 41);
+    }
     char mon_ep[64];
     snprintf(mon_ep, sizeof mon_ep, "inproc://hostile-mon-%d", n++);
     CHECK(zmq_socket_monitor(p.sock, mon_ep,
@@ -876,7 +896,8 @@ s_bug_refused_hello_slots(const char *agg)
     snprintf(data, sizeof data, "%s/store", s_dir);
     snprintf(out, sizeof out, "%s/aggregator.out", s_dir);
     char *agg_argv[] = {(char *)agg, "--bind", "tcp://127.0.0.1:*", "--control",
-                        "tcp://127.0.0.1:*", "--data", data, "--max-engines", "2", NULL};
+                        "tcp://127.0.0.1:*", "--data", data, "--max-engines", "2",
+                        "--insecure", NULL};
     s_agg_pid = s_spawn(agg_argv, out, s_agg_log);
     char line[400];
     CHECK(s_log_wait(0, "listening engines=", 20000, line, sizeof line), "no listen");
@@ -907,9 +928,102 @@ s_bug_refused_hello_slots(const char *agg)
     return 0;
 }
 
+/* The public key (z85) in a czmq certificate file, or false. */
+static bool
+s_cert_public(const char *path, char out[41])
+{
+    char *text = s_slurp(path, 0, NULL);
+    const char *k = text ? strstr(text, "public-key = \"") : NULL;
+    bool ok = k && strlen(k) >= 14 + 40 && k[14 + 40] == '"';
+    if (ok)
+        snprintf(out, 41, "%.40s", k + 14);
+    free(text);
+    return ok;
+}
+
+/* The --secure run (see the top of the file). */
+static int
+s_secure_run(const char *agg, const char *cli)
+{
+    char keys[300], eng_keys[320], op_keys[320], cert[320], pub[320], data[300], out[300];
+    snprintf(keys, sizeof keys, "%s/keys", s_dir);
+    snprintf(eng_keys, sizeof eng_keys, "%s/engines", keys);
+    snprintf(op_keys, sizeof op_keys, "%s/operators", keys);
+    snprintf(cert, sizeof cert, "%s/server_secret", keys);
+    snprintf(pub, sizeof pub, "%s/server", keys);
+    snprintf(data, sizeof data, "%s/store", s_dir);
+    snprintf(out, sizeof out, "%s/keygen.out", s_dir);
+    CHECK(mkdir(keys, 0700) == 0 && mkdir(eng_keys, 0700) == 0 && mkdir(op_keys, 0700) == 0,
+          "mkdir %s: %s", keys, strerror(errno));
+    char *kg_argv[] = {(char *)cli, "keygen", "server", "--dir", keys, "--server", NULL};
+    pid_t kg = s_spawn(kg_argv, out, s_agg_log);
+    int st = 0;
+    CHECK(waitpid(kg, &st, 0) == kg && WIFEXITED(st) && WEXITSTATUS(st) == 0, "keygen failed");
+    CHECK(s_cert_public(pub, s_curve_server), "no public key in %s", pub);
+
+    snprintf(out, sizeof out, "%s/aggregator.out", s_dir);
+    char *agg_argv[] = {(char *)agg, "--bind", "tcp://127.0.0.1:*", "--control",
+                        "tcp://127.0.0.1:*", "--data", data, "--cert", cert,
+                        "--engine-keys", eng_keys, "--operator-keys", op_keys, NULL};
+    s_agg_pid = s_spawn(agg_argv, out, s_agg_log);
+    char line[400];
+    CHECK(s_log_wait(0, "listening engines=", 20000, line, sizeof line),
+          "the aggregator did not listen within 20 s");
+    CHECK(sscanf(strstr(line, "engines="), "engines=%127s control=%127s", s_ep, s_ctl_ep) == 2,
+          "cannot parse %s", line);
+    CHECK(sscanf(strrchr(s_ep, ':'), ":%d", &s_port) == 1, "port of %s", s_ep);
+    s_say("CURVE aggregator pid=%d engines=%s", (int)s_agg_pid, s_ep);
+    s_zctx = zmq_ctx_new();
+
+    /* a plain DEALER: the handshake fails (mechanism mismatch) */
+    char server_key[41];
+    memcpy(server_key, s_curve_server, sizeof server_key);
+    s_curve_server[0] = 0;
+    size_t from = s_log_size();
+    s_peer_t p = s_dealer("hostile-plain", false);
+    hf_welcome_t w;
+    CHECK(!s_say_hello(&p, "hostile-plain", 1, &w), "a plain peer got WELCOME");
+    s_peer_close(&p);
+    s_expect_log("secure_plain", from, "refused peer=.* reason=\"handshake failed\"", NULL);
+    s_say("case secure_plain: a plain peer is refused at the handshake");
+
+    /* a CURVE DEALER with a key in no directory */
+    memcpy(s_curve_server, server_key, sizeof server_key);
+    CHECK(zmq_curve_keypair(s_curve_pub, s_curve_sec) == 0, "zmq_curve_keypair");
+    from = s_log_size();
+    p = s_dealer("hostile-key", false);
+    CHECK(!s_say_hello(&p, "hostile-key", 1, &w), "a peer with an unknown key got WELCOME");
+    s_peer_close(&p);
+    s_expect_log("secure_unknown_key", from,
+                 "refused peer=127\\.0\\.0\\.1 reason=\"unknown key\" domain=holdfast-engines key=",
+                 NULL);
+    s_say("case secure_unknown_key: refused, logged with the peer's address");
+    s_curve_server[0] = 0;
+
+    s_case_garbage();
+    zmq_ctx_term(s_zctx);
+    CHECK(waitpid(s_agg_pid, &st, WNOHANG) == 0, "the aggregator died");
+    char *text = s_slurp(s_agg_log, 0, NULL);
+    CHECK(text && !strstr(text, "engine=hostile-"), "a refused peer reached a session");
+    free(text);
+    s_stop_pid(&s_agg_pid);
+    s_say("OK: raw peers are refused at the CURVE handshake; the aggregator stayed up");
+    return s_failed ? 1 : 0;
+}
+
 int
 main(int argc, char **argv)
 {
+    if (argc == 4 && strcmp(argv[1], "--secure") == 0) {
+        s_t0 = hf_clock_mono_ms();
+        signal(SIGPIPE, SIG_IGN);
+        snprintf(s_dir, sizeof s_dir, "/tmp/holdfast-hostile.XXXXXX");
+        CHECK(mkdtemp(s_dir), "mkdtemp: %s", strerror(errno));
+        atexit(s_at_exit);
+        snprintf(s_agg_log, sizeof s_agg_log, "%s/aggregator.log", s_dir);
+        s_say("work directory: %s (secure run)", s_dir);
+        return s_secure_run(argv[2], argv[3]);
+    }
     if (argc == 3 && strcmp(argv[1], "--bug-refused-hello-slots") == 0) {
         s_t0 = hf_clock_mono_ms();
         snprintf(s_dir, sizeof s_dir, "/tmp/holdfast-hostile.XXXXXX");
@@ -945,7 +1059,7 @@ main(int argc, char **argv)
     snprintf(summary_path, sizeof summary_path, "%s/summary", s_dir);
     snprintf(out, sizeof out, "%s/aggregator.out", s_dir);
     char *agg_argv[] = {argv[1], "--bind", "tcp://127.0.0.1:*", "--control", "tcp://127.0.0.1:*",
-                        "--data", data, NULL};
+                        "--data", data, "--insecure", NULL};
     s_agg_pid = s_spawn(agg_argv, out, s_agg_log);
     char line[400];
     CHECK(s_log_wait(0, "listening engines=", 20000, line, sizeof line),
@@ -957,7 +1071,7 @@ main(int argc, char **argv)
 
     snprintf(out, sizeof out, "%s/engine.out", s_dir);
     char *eng_argv[] = {argv[2], "--id", S_REAL, "--connect", s_ep, "--spool", spool,
-                        "--method", argv[4], "--summary", summary_path, NULL};
+                        "--method", argv[4], "--summary", summary_path, "--insecure", NULL};
     s_eng_pid = s_spawn(eng_argv, out, s_eng_log);
     CHECK(s_log_wait(0, "engine=" S_REAL " available", 20000, NULL, 0),
           "the real engine did not say HELLO within 20 s");

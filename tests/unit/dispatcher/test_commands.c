@@ -59,6 +59,7 @@ s_agg_start(s_agg_t *a)
     snprintf(a->spool, sizeof a->spool, "/tmp/hf-cmd-spool-XXXXXX");
     cr_assert_not_null(mkdtemp(a->spool));
     hf_aggregator_opts_t o = hf_aggregator_opts_default();
+    o.insecure = true; /* plain: these tests are about the protocol; test_security.c covers CURVE */
     o.bind = "tcp://127.0.0.1:*";
     o.control = "tcp://127.0.0.1:*";
     o.data_dir = a->data;

@@ -122,6 +122,7 @@ Test(decorator, same_engine_code_same_records_direct_or_through_the_dispatcher, 
     snprintf(data, sizeof data, "%s/store", root);
     snprintf(spool, sizeof spool, "%s/spool", root);
     hf_aggregator_opts_t ao = hf_aggregator_opts_default();
+    ao.insecure = true; /* plain: see test_security.c for CURVE */
     ao.bind = "tcp://127.0.0.1:*";
     ao.control = "tcp://127.0.0.1:*";
     ao.data_dir = data;

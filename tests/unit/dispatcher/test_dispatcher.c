@@ -38,6 +38,7 @@ static void
 s_agg_start(s_agg_t *a, const char *endpoint)
 {
     hf_aggregator_opts_t o = hf_aggregator_opts_default();
+    o.insecure = true; /* plain: these tests are about the protocol; test_security.c covers CURVE */
     o.bind = endpoint;
     o.control = "tcp://127.0.0.1:*";
     o.data_dir = a->data;
@@ -510,6 +511,7 @@ Test(dispatcher, status_feed_publishes_availability_runs_and_a_clean_shutdown, .
     snprintf(data, sizeof data, "%s/store", root);
     snprintf(spool, sizeof spool, "%s/spool", root);
     hf_aggregator_opts_t o = hf_aggregator_opts_default();
+    o.insecure = true; /* plain: these tests are about the protocol; test_security.c covers CURVE */
     o.bind = "tcp://127.0.0.1:*";
     o.control = "tcp://127.0.0.1:*";
     o.status = "tcp://127.0.0.1:*";
