@@ -60,7 +60,8 @@ chaos: deps
 	HF_BIN=$(BUILD) tests/chaos/powerloss.sh
 
 # Long runs, not in CI: 200 engine kills, 200,000 simulated schedules,
-# SOAK_CHAOS_ROUNDS (>= 200) chaos rounds and 20 power losses per side.
+# SOAK_CHAOS_ROUNDS (>= 200) chaos rounds, 20 power losses per side, and
+# tests/chaos/net.sh (reconnects, a 60 s SIGSTOP, netns + netem if root).
 SOAK_CHAOS_ROUNDS ?= 200
 soak: deps
 	$(MAKE) build
@@ -69,6 +70,7 @@ soak: deps
 	HF_BIN=$(BUILD) HF_CHAOS_ROUNDS=$(SOAK_CHAOS_ROUNDS) $(if $(CHAOS_SEED),HF_CHAOS_SEED=$(CHAOS_SEED)) \
 	    tests/chaos/chaos.sh
 	HF_BIN=$(BUILD) HF_PL_LOSSES=20 tests/chaos/powerloss.sh
+	HF_CHAOS_NET=1 HF_BIN=$(BUILD) tests/chaos/net.sh || [ $$? -eq 77 ]
 
 # Installs the daemons, the CLI, libholdfast (.so and .a), its headers,
 # holdfast.pc, the CMake package, the systemd units and the man pages under
