@@ -47,6 +47,13 @@ typedef struct {
                                   (query only)                                        */
     bool insecure;             /* the plain mechanism: no authentication, no
                                   encryption (a WARN at open); default false         */
+    /* Operations (docs/operations.md). */
+    uint64_t retain_age_ms;    /* delete records older than this; 0 = keep (default) */
+    size_t retain_bytes;       /* delete the oldest records while the store's live
+                                  size exceeds this; 0 = no size rule (default)      */
+    const char *metrics;       /* Prometheus /metrics on "HOST:PORT"; NULL = off     */
+    uint32_t disk_low_pct;     /* alarm when the store's filesystem has less than
+                                  this % free (default 10)                           */
 } hf_aggregator_opts_t;
 
 /* The exit code the daemon uses when the aggregator gave up on a task that

@@ -112,6 +112,8 @@ typedef struct {
     bool connected;                         /* at least one link streaming now */
     uint32_t destinations;                  /* aggregators configured      */
     uint32_t connected_count;               /* links streaming now         */
+    bool spool_level_alarm;                 /* raised: spool >= 50 % of its bound */
+    bool disk_low_alarm;                    /* raised: spool's disk < 10 % free  */
 } hf_dispatcher_stats_t;
 
 /* A snapshot of the figures; thread-safe. */

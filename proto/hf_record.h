@@ -88,6 +88,12 @@ typedef enum {
 #define HF_ALARM_CODE_SPOOL_FULL 1001 /* spool at its bound: samples dropped */
 #define HF_ALARM_CODE_DEVICE_LOST 1002  /* warning: device link lost, run paused   */
 #define HF_ALARM_CODE_DEVICE_FATAL 1003 /* critical: device fault, run interrupted */
+#define HF_ALARM_CODE_DISK_LOW 1004     /* warning: the spool's / store's filesystem is
+                                           nearly full                             */
+#define HF_ALARM_CODE_SPOOL_LEVEL 1005  /* warning: the spool is filling up (a long
+                                           outage): it will reach its bound        */
+#define HF_ALARM_CODE_STORE_LEVEL 1006  /* warning: the aggregator's store nears its
+                                           bound (retention or more space needed)  */
 
 typedef struct {
     uint64_t seq;     /* per (epoch, lane); 0 until the spool assigns one  */

@@ -43,7 +43,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hf_backup.h"
 #include "hf_control.h"
+#include "hf_log.h"
 #include "hf_record.h"
 
 #define S_DEFAULT_ENDPOINT "tcp://127.0.0.1:5556"
@@ -106,6 +108,12 @@ static const char *s_usage =
     "  --insecure              the plain mechanism (an aggregator run --insecure)\n"
     "  -h, --help              show this help\n"
     "exit status 7: the aggregator refused this key, or its role may not do that\n"
+    "\n"
+    "store (on the aggregator's host; docs/operations.md):\n"
+    "  backup DEST --data DIR  a consistent, compacted copy of the store in DIR while the\n"
+    "                          aggregator runs, checked (MANIFEST: size, checksum, counts)\n"
+    "  restore SRC --data DIR  check a backup, then install it as DIR's store (never over\n"
+    "                          an existing one)\n"
     "\n"
     "keys (docs/security.md):\n"
     "  keygen NAME [--dir DIR] [--engine ID | --role operator|reader | --server] [--force]\n"
@@ -733,6 +741,20 @@ s_cmd_status(s_client_t *c, bool detailed)
         else
             printf("\nSECURITY: INSECURE (plain mechanism: no authentication, no encryption)\n");
     }
+    const msgpack_object *sto = s_get(rep, "storage");
+    if (!detailed && sto) {
+        uint64_t size = s_u64(sto, "disk_size_bytes"), fr = s_u64(sto, "disk_free_bytes");
+        uint64_t live = s_u64(sto, "store_live_bytes"), max = s_u64(sto, "store_max_bytes");
+        printf("STORAGE: store %.1f MiB of %.1f GiB bound; disk %.1f GiB free of %.1f GiB "
+               "(%llu%%); retention deleted %llu records\n",
+               (double)live / 1048576.0, (double)max / 1073741824.0, (double)fr / 1073741824.0,
+               (double)size / 1073741824.0, (unsigned long long)(size ? fr * 100 / size : 0),
+               (unsigned long long)s_u64(sto, "retained_records"));
+        if (s_bool(sto, "disk_low"))
+            printf("ALARM: the store's disk is low on space (code %d)\n", HF_ALARM_CODE_DISK_LOW);
+        if (s_bool(sto, "store_high"))
+            printf("ALARM: the store nears its bound (code %d)\n", HF_ALARM_CODE_STORE_LEVEL);
+    }
     return 0;
 }
 
@@ -877,6 +899,9 @@ s_cmd_watch(const char *feed, uint64_t count, int timeout_ms)
                        (unsigned long long)s_u64(o, "pending_data"),
                        (unsigned long long)s_u64(o, "drain_per_s"),
                        (unsigned long long)s_u64(o, "eta_ms"), (unsigned long long)s_u64(o, "dropped"));
+            else if (!strcmp(type, "alarm"))
+                printf("%s alarm %s code=%llu: %s\n", when, s_str(o, "raised", a, sizeof a),
+                       (unsigned long long)s_u64(o, "code"), s_str(o, "text", b, sizeof b));
             else if (!strcmp(type, "restart"))
                 printf("%s restart task=%s restarts=%llu err=%s reason=\"%s\"\n", when,
                        s_str(o, "task", a, sizeof a), (unsigned long long)s_u64(o, "restarts"),
@@ -1593,6 +1618,83 @@ s_cmd_command(s_client_t *c, const s_command_args_t *a, bool json)
     }
 }
 
+/* ---- backup, restore ------------------------------------------------------------- */
+
+static int s_opt(int argc, char **argv, int *i, const char *name, const char **val);
+
+static void
+s_backup_progress(uint64_t done, uint64_t total, void *arg)
+{
+    uint64_t *last = arg;
+    if (!isatty(STDERR_FILENO) || done - *last < (8u << 20))
+        return; /* a terminal only, every 8 MiB */
+    *last = done;
+    if (total)
+        fprintf(stderr, "\rbackup: %llu / ~%llu MiB (%llu%%)   ", (unsigned long long)(done >> 20),
+                (unsigned long long)(total >> 20),
+                (unsigned long long)(done * 100 / total > 100 ? 100 : done * 100 / total));
+    else
+        fprintf(stderr, "\rbackup: %llu MiB   ", (unsigned long long)(done >> 20));
+}
+
+/* `holdfast backup DEST --data DIR` / `holdfast restore SRC --data DIR`: on
+ * the aggregator's host (they read and write the store's files; LMDB lets
+ * the backup read a store the aggregator is writing). */
+static int
+s_cmd_backup(bool make, int argc, char **argv, int i)
+{
+    const char *dir = NULL, *data = NULL;
+    for (; i < argc; i++) {
+        const char *val = NULL;
+        int m;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(s_usage, stdout);
+            return 0;
+        }
+        if ((m = s_opt(argc, argv, &i, "--data", &val)) != 0) {
+            if (m < 0 || !*val)
+                return s_usage_error("--data needs the store's directory%s", NULL);
+            data = val;
+        } else if (argv[i][0] == '-') {
+            return s_usage_error("unknown option '%s'", argv[i]);
+        } else if (!dir) {
+            dir = argv[i];
+        } else {
+            return s_usage_error("unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!dir || !data)
+        return s_usage_error(make ? "backup needs DEST and --data DIR (the aggregator's store)%s"
+                                  : "restore needs SRC and --data DIR (where to install it)%s",
+                             NULL);
+    hf_log_set_level(HF_LOG_WARN); /* the library's info lines are for daemons */
+    hf_backup_info_t info;
+    hf_err_t rc;
+    if (make) {
+        uint64_t last = 0;
+        rc = hf_backup_make(data, dir, s_backup_progress, &last, &info);
+        if (last)
+            fputc('\n', stderr);
+    } else {
+        rc = hf_backup_restore(dir, data, &info);
+    }
+    if (rc != HF_OK) {
+        const char *why = rc == HF_ECORRUPT    ? "damaged, unfinished or not a Holdfast store"
+                          : rc == HF_ENOTFOUND ? "no store there"
+                          : rc == HF_EINVAL    ? "the destination already holds a store or backup"
+                                               : hf_strerror(rc);
+        fprintf(stderr, "holdfast: %s %s: %s (%s)\n", make ? "backup" : "restore", dir, why,
+                hf_errname(rc));
+        return 1;
+    }
+    printf("%s %s: %llu engines, %llu control and %llu data records, %llu bytes, checksum "
+           "%016llx\n",
+           make ? "backed up to" : "restored from", dir, (unsigned long long)info.engines,
+           (unsigned long long)info.records[0], (unsigned long long)info.records[1],
+           (unsigned long long)info.bytes, (unsigned long long)info.checksum);
+    return 0;
+}
+
 /* ---- keygen ------------------------------------------------------------------------ */
 
 static int s_opt(int argc, char **argv, int *i, const char *name, const char **val);
@@ -1784,6 +1886,8 @@ main(int argc, char **argv)
 
     if (!strcmp(cmd, "keygen"))
         return s_cmd_keygen(argc, argv, i);
+    if (!strcmp(cmd, "backup") || !strcmp(cmd, "restore"))
+        return s_cmd_backup(!strcmp(cmd, "backup"), argc, argv, i);
     if (insecure && cert_flag)
         return s_usage_error("--insecure excludes --cert and --server-key%s", NULL);
     int krc = s_keys_load(cert, server_key, insecure);

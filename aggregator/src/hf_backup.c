@@ -62,6 +62,27 @@ s_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
+/* mkdir -p, 0700 for what we create. 0 or an errno value. */
+static int
+s_mkdirs(const char *dir)
+{
+    char path[4096];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof path)
+        return ENAMETOOLONG;
+    memcpy(path, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (path[i] != '/' && path[i] != 0)
+            continue;
+        char c = path[i];
+        path[i] = 0;
+        if (mkdir(path, 0700) != 0 && errno != EEXIST)
+            return errno;
+        path[i] = c;
+    }
+    return 0;
+}
+
 static hf_err_t
 s_fsync_dir(const char *dir)
 {
@@ -246,8 +267,9 @@ hf_backup_make(const char *data_dir, const char *dest_dir, hf_backup_progress_fn
         hf_log_error(S_LOG, "no store in %s", data_dir);
         return HF_ENOTFOUND;
     }
-    if (mkdir(dest_dir, 0700) != 0 && errno != EEXIST) {
-        hf_log_error(S_LOG, "mkdir %s: %s", dest_dir, strerror(errno));
+    int e = s_mkdirs(dest_dir);
+    if (e != 0) {
+        hf_log_error(S_LOG, "mkdir %s: %s", dest_dir, strerror(e));
         return HF_EIO;
     }
     char man[4096];
@@ -430,8 +452,9 @@ hf_backup_restore(const char *backup_dir, const char *data_dir, hf_backup_info_t
     hf_err_t rc = hf_backup_verify(backup_dir, &bi);
     if (rc != HF_OK)
         return rc;
-    if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
-        hf_log_error(S_LOG, "mkdir %s: %s", data_dir, strerror(errno));
+    int e = s_mkdirs(data_dir);
+    if (e != 0) {
+        hf_log_error(S_LOG, "mkdir %s: %s", data_dir, strerror(e));
         return HF_EIO;
     }
     if (s_exists(dst)) {

@@ -1177,7 +1177,7 @@ hf_err_t
 hf_control_handle(hf_store_t *store, const hf_live_t *live, size_t nlive, const uint8_t *req,
                   size_t len, uint8_t *out, size_t cap, size_t *outlen)
 {
-    return hf_control_handle_ex(store, live, nlive, NULL, req, len, out, cap, outlen);
+    return hf_control_handle_ex(store, live, nlive, NULL, NULL, req, len, out, cap, outlen);
 }
 
 static void
@@ -1195,9 +1195,24 @@ s_pack_security(msgpack_packer *pk, const hf_control_security_t *sec)
     s_kv_u64(pk, "refused_handshake", sec->refused_handshake);
 }
 
+static void
+s_pack_storage(msgpack_packer *pk, const hf_control_storage_t *st)
+{
+    s_pk_str(pk, "storage");
+    msgpack_pack_map(pk, 7);
+    s_kv_u64(pk, "disk_free_bytes", st->disk_free_bytes);
+    s_kv_u64(pk, "disk_size_bytes", st->disk_size_bytes);
+    s_kv_u64(pk, "store_live_bytes", st->store_live_bytes);
+    s_kv_u64(pk, "store_max_bytes", st->store_max_bytes);
+    s_kv_u64(pk, "retained_records", st->retained_records);
+    s_kv_bool(pk, "disk_low", st->disk_low);
+    s_kv_bool(pk, "store_high", st->store_high);
+}
+
 hf_err_t
 hf_control_handle_ex(hf_store_t *store, const hf_live_t *live, size_t nlive,
-                     const hf_control_security_t *sec, const uint8_t *req, size_t len,
+                     const hf_control_security_t *sec, const hf_control_storage_t *storage,
+                     const uint8_t *req, size_t len,
                      uint8_t *out, size_t cap, size_t *outlen)
 {
     if (!store || !out || !outlen || cap < HF_CONTROL_REPLY_MIN || (nlive > 0 && !live))
@@ -1215,9 +1230,11 @@ hf_control_handle_ex(hf_store_t *store, const hf_live_t *live, size_t nlive,
     if (rc == HF_OK) {
         switch (q.cmd) {
         case S_CMD_STATUS:
-            s_reply_head(&pk, sec ? 4 : 3, "status");
+            s_reply_head(&pk, 3 + (sec != NULL) + (storage != NULL), "status");
             if (sec)
                 s_pack_security(&pk, sec);
+            if (storage)
+                s_pack_storage(&pk, storage);
             s_pk_str(&pk, "engines");
             rc = s_pack_engines(store, live, nlive, &pk, &o, &truncated, &engs);
             if (rc == HF_OK) {

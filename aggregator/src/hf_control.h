@@ -73,10 +73,22 @@ typedef struct {
     uint64_t refused_handshake;
 } hf_control_security_t;
 
-/* As hf_control_handle; a "status" reply also carries sec (when not NULL)
- * as its "security" map. */
+/* The storage figures "status" reports (docs/operations.md). */
+typedef struct {
+    uint64_t disk_free_bytes;     /* the store's filesystem                   */
+    uint64_t disk_size_bytes;
+    uint64_t store_live_bytes;    /* pages in use minus the free list         */
+    uint64_t store_max_bytes;     /* the store's bound                        */
+    uint64_t retained_records;    /* deleted by retention since start         */
+    bool disk_low;                /* alarm raised: free space under threshold */
+    bool store_high;              /* alarm raised: store near its bound       */
+} hf_control_storage_t;
+
+/* As hf_control_handle; a "status" reply also carries sec and storage (when
+ * not NULL) as its "security" and "storage" maps. */
 HF_EXPORT hf_err_t hf_control_handle_ex(hf_store_t *store, const hf_live_t *live, size_t nlive,
-                                        const hf_control_security_t *sec, const uint8_t *req,
+                                        const hf_control_security_t *sec,
+                                        const hf_control_storage_t *storage, const uint8_t *req,
                                         size_t len, uint8_t *out, size_t cap, size_t *outlen);
 
 /* A command request ({"cmd":"command", ...}, docs/cli.md), parsed. */

@@ -50,9 +50,11 @@
 #include "hf_control.h"
 #include "hf_log.h"
 #include "hf_proto.h"
+#include "hf_metrics.h"
 #include "hf_session.h"
 #include "hf_store.h"
 #include "hf_time.h"
+#include "hf_upkeep.h"
 #include "hf_zap.h"
 
 #define S_LOG "aggregator"
@@ -108,6 +110,9 @@ struct hf_aggregator_s {
     s_task_t feed_task;     /* the status feed, supervised             */
     bool gave_up;           /* a task exceeded its restart intensity   */
     hf_zap_t *zap;          /* ZAP handler; NULL when insecure         */
+    hf_upkeep_t *upkeep;    /* storage watch, retention, metrics       */
+    hf_metrics_engine_t *m_engines; /* max_engines: the metrics snapshot */
+    uint64_t m_commands[HF_METRICS_ERR_MAX]; /* commands answered by result */
     uint8_t secret[32];     /* the aggregator's CURVE secret key       */
     void *mon;              /* PAIR: handshake failures of both ROUTERs */
 };
@@ -122,6 +127,7 @@ hf_aggregator_opts_default(void)
     o.store_max_bytes = (size_t)64 << 30;
     o.command_timeout_ms = 10000;
     o.max_restarts = 10;
+    o.disk_low_pct = 10;
     o.restart_period_ms = 60000;
     return o;
 }
@@ -372,6 +378,24 @@ hf_aggregator_open(const hf_aggregator_opts_t *opts, hf_err_t *err)
     self->store = hf_store_open(opts->data_dir, &so, &rc);
     if (!self->store)
         goto fail;
+    {
+        hf_upkeep_opts_t uo = {.data_dir = opts->data_dir,
+                               .retain_age_ns = opts->retain_age_ms * 1000000ull,
+                               .retain_bytes = opts->retain_bytes,
+                               .metrics = opts->metrics,
+                               .disk_low_pct = opts->disk_low_pct,
+                               .store_max_bytes = so.max_bytes};
+        self->upkeep = hf_upkeep_open(&uo, &rc);
+        if (!self->upkeep)
+            goto fail;
+        if (opts->metrics) {
+            self->m_engines = calloc(opts->max_engines, sizeof *self->m_engines);
+            if (!self->m_engines) {
+                rc = HF_ENOMEM;
+                goto fail;
+            }
+        }
+    }
     self->zctx = zmq_ctx_new();
     if (!self->zctx) {
         rc = HF_EIO;
@@ -474,6 +498,8 @@ hf_aggregator_close(hf_aggregator_t **self_p)
     hf_zap_close(&self->zap);
     if (self->zctx)
         zmq_ctx_term(self->zctx);
+    hf_upkeep_close(&self->upkeep);
+    free(self->m_engines);
     hf_store_close(&self->store);
     memset(self->secret, 0, sizeof self->secret);
     free((char *)self->opts.bind);
@@ -821,6 +847,8 @@ s_control_send(hf_aggregator_t *self, const hf_cmdq_client_t *c, const uint8_t *
 static void
 s_answer(hf_aggregator_t *self, const char *engine, const hf_cmdq_answer_t *a)
 {
+    if ((unsigned)a->result < HF_METRICS_ERR_MAX)
+        self->m_commands[a->result]++;
     size_t len = 0;
     if (hf_control_command_reply(engine, a->id, a->verb, a->result, a->by_engine, a->text,
                                  self->reply, S_CONTROL_REPLY_MAX, &len) == HF_OK)
@@ -1104,6 +1132,8 @@ s_flush_group(hf_aggregator_t *self)
         size_t len = 0;
         if (hf_frame_encode_ack(&a, buf, sizeof buf, &len) == HF_OK)
             s_reply(self, s->engine, buf, len);
+        s->m_acks++;
+        s->m_records[lane] += b->n - b->dups;
         if (lane == HF_LANE_CONTROL) {
             for (uint32_t k = 0; k < b->n && self->status_sock; k++)
                 if (b->recs[k].kind == HF_KIND_EVENT && b->recs[k].seq > before[i][0] &&
@@ -1176,6 +1206,8 @@ s_on_engine_frame(hf_aggregator_t *self, const char *rid, const uint8_t *buf, si
         uint32_t n = f.u.batch.count;
         if (n == 0)
             break;
+        s->m_batches++;
+        s->m_bytes += len;
         s_seg_t *last = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
         if (last && last->s == s && last->lane == f.u.batch.lane &&
             last->off + last->n == self->group_n) {
@@ -1448,7 +1480,9 @@ s_drain_control(hf_aggregator_t *self)
             size_t outlen = 0;
             hf_control_security_t sec;
             s_security_figures(self, &sec);
-            hf_err_t rc = hf_control_handle_ex(self->store, self->live, nlive, &sec,
+            hf_control_storage_t storage;
+            hf_upkeep_storage(self->upkeep, &storage);
+            hf_err_t rc = hf_control_handle_ex(self->store, self->live, nlive, &sec, &storage,
                                                zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]),
                                                self->reply, S_CONTROL_REPLY_MAX, &outlen);
             if (rc == HF_OK) {
@@ -1468,6 +1502,71 @@ s_drain_control(hf_aggregator_t *self)
 }
 
 /* ---- loop ----------------------------------------------------------------- */
+
+/* {type:"alarm", source:"aggregator", code, raised, text} */
+static void
+s_feed_alarm(hf_aggregator_t *self, const hf_upkeep_alarm_t *a)
+{
+    if (!self->status_sock)
+        return;
+    s_feed_buf_t f = {.len = 0, .full = false};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &f, s_feed_write);
+    msgpack_pack_map(&pk, 5);
+    s_feed_str(&pk, "type", "alarm");
+    s_feed_str(&pk, "source", "aggregator");
+    s_feed_u64(&pk, "code", a->code);
+    s_feed_str(&pk, "raised", a->raised ? "raised" : "cleared");
+    s_feed_str(&pk, "text", a->text);
+    s_feed_send(self, &f);
+}
+
+/* Housekeeping (hf_upkeep): storage alarms, retention, metrics. */
+static void
+s_upkeep(hf_aggregator_t *self, hf_ms_t now, uint64_t wall)
+{
+    hf_upkeep_alarm_t al[2];
+    uint32_t nal = 0;
+    hf_upkeep_tick(self->upkeep, self->store, now, wall, al, &nal);
+    for (uint32_t i = 0; i < nal; i++) {
+        if (al[i].raised)
+            hf_log_warn(S_LOG, "alarm raised code=%u: %s", al[i].code, al[i].text);
+        else
+            hf_log_info(S_LOG, "alarm cleared code=%u: %s", al[i].code, al[i].text);
+        s_feed_alarm(self, &al[i]);
+    }
+    if (!hf_upkeep_metrics_due(self->upkeep, now) || !self->m_engines)
+        return;
+    hf_metrics_snapshot_t snap;
+    memset(&snap, 0, sizeof snap);
+    for (uint32_t i = 0; i < self->nsessions; i++) {
+        const hf_session_t *s = &self->sessions[i];
+        hf_metrics_engine_t *e = &self->m_engines[i];
+        memset(e, 0, sizeof *e);
+        snprintf(e->engine, sizeof e->engine, "%s", s->engine);
+        e->available = s->avail == HF_AVAIL_AVAILABLE;
+        memcpy(e->records, s->m_records, sizeof e->records);
+        e->bytes = s->m_bytes;
+        e->batches = s->m_batches;
+        e->acks = s->m_acks;
+        e->has_backlog = s->backlog_at != 0;
+        e->backlog[0] = s->backlog.pending[0];
+        e->backlog[1] = s->backlog.pending[1];
+        e->restarts = s->restarts;
+    }
+    snap.engines = self->m_engines;
+    snap.nengines = self->nsessions;
+    memcpy(snap.commands, self->m_commands, sizeof snap.commands);
+    snap.frames_refused = self->frames_refused;
+    hf_control_security_t sec;
+    s_security_figures(self, &sec);
+    snap.connections_refused = sec.refused_unknown_key + sec.refused_wrong_role +
+                               sec.refused_not_bound + sec.refused_handshake;
+    snap.control_restarts = self->control_task.restarts;
+    snap.feed_restarts = self->feed_task.restarts;
+    snap.store_used_bytes = hf_store_used_bytes(self->store);
+    hf_upkeep_metrics(self->upkeep, &snap, now);
+}
 
 hf_err_t
 hf_aggregator_run(hf_aggregator_t *self, volatile sig_atomic_t *stop)
@@ -1511,6 +1610,7 @@ hf_aggregator_run(hf_aggregator_t *self, volatile sig_atomic_t *stop)
             s_drain_control(self);
         hf_ms_t now = hf_clock_mono_ms();
         uint64_t wall = hf_clock_wall_ns();
+        s_upkeep(self, now, wall);
         for (uint32_t i = 0; i < self->nsessions; i++) {
             hf_session_t *s = &self->sessions[i];
             hf_cmdq_answer_t ans[HF_CMDQ_ANSWERS_MAX];

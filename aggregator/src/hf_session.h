@@ -53,6 +53,10 @@ typedef struct {
     hf_restart_window_t window;        /* its restarts as a supervised task    */
     uint32_t restarts;                 /* restarts of this session, total      */
     bool fault;                        /* HF_TESTING: fail at its next frame   */
+    uint64_t m_records[HF_LANE_COUNT]; /* metrics: records stored since start  */
+    uint64_t m_bytes;                  /* metrics: BATCH bytes received        */
+    uint64_t m_batches;                /* metrics: BATCH frames received       */
+    uint64_t m_acks;                   /* metrics: ACK frames sent             */
 } hf_session_t;
 
 void hf_session_init(hf_session_t *s, const char *engine);

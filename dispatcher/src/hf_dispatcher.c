@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -55,6 +56,7 @@
 #include "hf_time.h"
 
 #define S_LOG "dispatcher"
+#define S_SPARE 4 /* staging slots beyond staging_max for the dispatcher's own alarms */
 #define S_BATCH_BYTES (4u << 20) /* bytes: one BATCH frame buffer */
 
 /* One aggregator the engine streams to: its own connection, link state
@@ -130,6 +132,8 @@ struct hf_dispatcher_s {
     hf_ms_t last_sync;       /* ms: last hf_spool_sync (relaxed mode)       */
     hf_ms_t commit_retry_at; /* ms: after a failed commit, retry no earlier  */
     bool alarm_raised;       /* "spool full, samples dropped" is raised      */
+    bool level_raised;       /* "spool filling up" is raised                 */
+    bool disk_raised;        /* "spool's disk low on space" is raised        */
     hf_ms_t drop_logged_at;  /* ms: last drop summary logged (rate limit)    */
     hf_ms_t status_at;       /* ms: backlog figures last computed            */
     uint64_t trim_to[HF_LANE_COUNT]; /* acked by the peer, to trim up to     */
@@ -322,9 +326,9 @@ hf_dispatcher_open(const hf_dispatcher_opts_t *opts, hf_err_t *err)
     pthread_cond_init(&self->cond, &ca);
     pthread_condattr_destroy(&ca);
 
-    /* +1: room for the "spool full" alarm the policy adds to a full group */
-    self->fill = calloc((size_t)opts->staging_max + 1, sizeof(hf_record_t));
-    self->work = calloc((size_t)opts->staging_max + 1, sizeof(hf_record_t));
+    /* + S_SPARE: room for the alarms the worker adds to a full group */
+    self->fill = calloc((size_t)opts->staging_max + S_SPARE, sizeof(hf_record_t));
+    self->work = calloc((size_t)opts->staging_max + S_SPARE, sizeof(hf_record_t));
     self->batch_buf = malloc(S_BATCH_BYTES);
     if (!self->fill || !self->work || !self->batch_buf || !self->spool_dir) {
         rc = HF_ENOMEM;
@@ -810,6 +814,72 @@ s_make_room(hf_dispatcher_t *self, uint32_t *n)
     return rc;
 }
 
+/* An alarm record of the dispatcher's own, through the staging buffer
+ * (its spare slots) like any other record. With mu held. false when no
+ * spare slot is free: the caller tries again later. */
+static bool
+s_alarm_locked(hf_dispatcher_t *self, bool raised, uint8_t severity, uint32_t code,
+               const char *text)
+{
+    if (self->fill_count >= self->opts.staging_max + S_SPARE)
+        return false;
+    hf_record_t *a = &self->fill[self->fill_count++];
+    memset(a, 0, sizeof *a);
+    a->kind = HF_KIND_ALARM;
+    a->lane = HF_LANE_CONTROL;
+    a->ts_ns = hf_clock_wall_ns();
+    a->mono_ns = hf_clock_mono_ns();
+    a->run = self->run;
+    a->u.alarm.raised = raised;
+    a->u.alarm.severity = severity;
+    a->u.alarm.code = code;
+    snprintf(a->u.alarm.text, sizeof a->u.alarm.text, "%s", text);
+    self->sent_total++;
+    return true;
+}
+
+/* Storage watch (docs/operations.md): the spool's fill level against its
+ * bound (raised at 50 %, cleared under 40 %: a long outage is filling it)
+ * and the free space of its filesystem (raised under 10 %, cleared at
+ * 12 %). Each crossing is an alarm record; hysteresis keeps a level at the
+ * line from flapping. Worker thread, with the status figures. */
+static void
+s_level_watch(hf_dispatcher_t *self)
+{
+    size_t limit = hf_spool_limit_bytes(self->spool);
+    size_t live = hf_spool_live_bytes(self->spool);
+    unsigned pct = limit ? (unsigned)((uint64_t)live * 100 / limit) : 0;
+    struct statvfs vfs;
+    int free_pct = -1;
+    if (statvfs(self->spool_dir, &vfs) == 0 && vfs.f_blocks)
+        free_pct = (int)((uint64_t)vfs.f_bavail * 100 / vfs.f_blocks);
+    char text[HF_TEXT_MAX + 1];
+    pthread_mutex_lock(&self->mu);
+    if (!self->level_raised && pct >= 50) {
+        snprintf(text, sizeof text, "spool at %u%% of its bound (%zu MiB): a long outage",
+                 pct, limit >> 20);
+        if (s_alarm_locked(self, true, HF_ALARM_WARNING, HF_ALARM_CODE_SPOOL_LEVEL, text))
+            self->level_raised = true;
+    } else if (self->level_raised && pct < 40) {
+        snprintf(text, sizeof text, "spool at %u%% of its bound", pct);
+        if (s_alarm_locked(self, false, HF_ALARM_INFO, HF_ALARM_CODE_SPOOL_LEVEL, text))
+            self->level_raised = false;
+    }
+    if (free_pct >= 0 && !self->disk_raised && free_pct < 10) {
+        snprintf(text, sizeof text, "spool disk %d%% free: the spool may not reach its bound",
+                 free_pct);
+        if (s_alarm_locked(self, true, HF_ALARM_WARNING, HF_ALARM_CODE_DISK_LOW, text))
+            self->disk_raised = true;
+    } else if (free_pct >= 12 && self->disk_raised) {
+        snprintf(text, sizeof text, "spool disk %d%% free again", free_pct);
+        if (s_alarm_locked(self, false, HF_ALARM_INFO, HF_ALARM_CODE_DISK_LOW, text))
+            self->disk_raised = false;
+    }
+    self->stats.spool_level_alarm = self->level_raised;
+    self->stats.disk_low_alarm = self->disk_raised;
+    pthread_mutex_unlock(&self->mu);
+}
+
 /* Once the backlog has drained after drops, clear the alarm: the record
  * goes through the staging buffer like any other. Called with mu held, so
  * that a drain waiting on mu can't see "everything acked" in between. */
@@ -818,7 +888,7 @@ s_maybe_clear_alarm_locked(hf_dispatcher_t *self)
 {
     if (!self->alarm_raised || !self->spool ||
         self->trim_to[HF_LANE_DATA] < hf_spool_last_seq(self->spool, HF_LANE_DATA) ||
-        self->fill_count >= self->opts.staging_max + 1)
+        self->fill_count >= self->opts.staging_max + S_SPARE)
         return;
     hf_record_t *a = &self->fill[self->fill_count++];
     memset(a, 0, sizeof *a);
@@ -1355,6 +1425,7 @@ s_update_status(hf_dispatcher_t *self, hf_ms_t now)
     pthread_mutex_unlock(&self->mu);
     st.spool_bytes = hf_spool_used_bytes(self->spool);
     st.spool_limit = hf_spool_limit_bytes(self->spool);
+    s_level_watch(self);
     for (uint32_t i = 0; i < self->ndest; i++) {
         /* Each destination hears its own backlog: what IT has not acked
          * (the spool's figures are those of the slowest destination). */

@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hf_config.h"
 #include "hf_dispatcher.h"
 #include "hf_engine.h"
 #include "hf_hwsim.h"
@@ -70,6 +71,7 @@ typedef struct {
     const char *cert;           /* this engine's certificate (CURVE)     */
     const char *server_key;     /* the aggregator's public certificate   */
     int insecure;               /* plain mechanism instead of CURVE      */
+    int print_config;           /* --print-config                        */
 } s_args_t;
 
 static volatile sig_atomic_t s_stop = 0;
@@ -126,6 +128,9 @@ s_usage(FILE *out)
             "  --spool-max-bytes N  bound on the spool's size (default 1 GiB)\n"
             "  --full-policy P      when the spool is full: decimate (default), drop-oldest,\n"
             "                       or block\n"
+            "  --config FILE        read these options from FILE (ZPL, a section\n"
+            "                       holdfast-engine; a flag given here wins)\n"
+            "  --print-config       print the effective configuration and exit\n"
             "  -v                   debug logging\n");
 }
 
@@ -152,30 +157,35 @@ s_parse_u64(const char *s, uint64_t max, uint64_t *out)
     return 1;
 }
 
+static const struct option k_opts[] = {
+    {"id", required_argument, NULL, 'i'},       {"connect", required_argument, NULL, 'c'},
+    {"spool", required_argument, NULL, 's'},    {"method", required_argument, NULL, 'm'},
+    {"seed", required_argument, NULL, 'S'},     {"drain-timeout", required_argument, NULL, 'd'},
+    {"summary", required_argument, NULL, 'o'},  {"relaxed", no_argument, NULL, 'r'},
+    {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
+    {"spool-max-bytes", required_argument, NULL, 'B'},
+    {"full-policy", required_argument, NULL, 'P'},
+    {"methods", required_argument, NULL, 'M'},  {"serve", no_argument, NULL, 'e'},
+    {"scenario", required_argument, NULL, 'X'}, {"truth", required_argument, NULL, 'T'},
+    {"max-restarts", required_argument, NULL, 'R'},
+    {"restart-period-s", required_argument, NULL, 'p'},
+    {"cert", required_argument, NULL, 'C'},
+    {"server-key", required_argument, NULL, 'K'},
+    {"insecure", no_argument, NULL, 'I'},
+#ifdef HF_TESTING
+    {"fault-after", required_argument, NULL, 'F'},
+#endif
+    {"config", required_argument, NULL, 'G'},
+    {"print-config", no_argument, NULL, 'g'},
+    {NULL, 0, NULL, 0},
+};
+/* Options only the command line may give (not a configuration file). */
+static const char *const k_cli_only[] = {"config", "print-config", "help", "fault-after", NULL};
+
 /* 0 ok, 1 --help shown, 2 usage error (message printed). */
 static int
 s_parse_args(int argc, char **argv, s_args_t *a)
 {
-    static const struct option k_opts[] = {
-        {"id", required_argument, NULL, 'i'},       {"connect", required_argument, NULL, 'c'},
-        {"spool", required_argument, NULL, 's'},    {"method", required_argument, NULL, 'm'},
-        {"seed", required_argument, NULL, 'S'},     {"drain-timeout", required_argument, NULL, 'd'},
-        {"summary", required_argument, NULL, 'o'},  {"relaxed", no_argument, NULL, 'r'},
-        {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
-        {"spool-max-bytes", required_argument, NULL, 'B'},
-        {"full-policy", required_argument, NULL, 'P'},
-        {"methods", required_argument, NULL, 'M'},  {"serve", no_argument, NULL, 'e'},
-        {"scenario", required_argument, NULL, 'X'}, {"truth", required_argument, NULL, 'T'},
-        {"max-restarts", required_argument, NULL, 'R'},
-        {"restart-period-s", required_argument, NULL, 'p'},
-        {"cert", required_argument, NULL, 'C'},
-        {"server-key", required_argument, NULL, 'K'},
-        {"insecure", no_argument, NULL, 'I'},
-#ifdef HF_TESTING
-        {"fault-after", required_argument, NULL, 'F'},
-#endif
-        {NULL, 0, NULL, 0},
-    };
     memset(a, 0, sizeof *a);
     a->max_restarts = 10;
     a->restart_period_s = 60;
@@ -223,6 +233,11 @@ s_parse_args(int argc, char **argv, s_args_t *a)
             break;
         case 'F':
             a->faults = optarg;
+            break;
+        case 'G':
+            break; /* --config: read before the flags */
+        case 'g':
+            a->print_config = 1;
             break;
         case 'C':
             a->cert = optarg;
@@ -562,13 +577,66 @@ s_on_escalate(const hf_supervisor_escalation_t *info, void *arg)
     s_gave_up = 1;
 }
 
+/* The effective configuration, as a configuration file would give it. */
+static void
+s_print_config(const s_args_t *a)
+{
+    printf("holdfast-engine\n    id = \"%s\"\n    connect = \"%s\"\n    spool = \"%s\"\n", a->id,
+           a->connect, a->spool);
+    if (a->insecure)
+        printf("    insecure = true\n");
+    else
+        printf("    cert = \"%s\"\n    server-key = \"%s\"\n", a->cert, a->server_key);
+    if (a->method)
+        printf("    method = \"%s\"\n", a->method);
+    if (a->methods_dir)
+        printf("    methods = \"%s\"\n", a->methods_dir);
+    if (a->scenario)
+        printf("    scenario = \"%s\"\n", a->scenario);
+    printf("    serve = %s\n", a->serve ? "true" : "false");
+    printf("    seed = %" PRIu64 "\n    drain-timeout = %u\n", a->seed, a->drain_timeout_ms);
+    printf("    relaxed = %s\n", a->relaxed ? "true" : "false");
+    if (a->spool_max_bytes)
+        printf("    spool-max-bytes = %" PRIu64 "\n", a->spool_max_bytes);
+    printf("    full-policy = %s\n", hf_full_policy_name((hf_full_policy_t)a->full_policy));
+    printf("    max-restarts = %u\n    restart-period-s = %u\n", a->max_restarts,
+           a->restart_period_s);
+    if (a->summary)
+        printf("    summary = \"%s\"\n", a->summary);
+}
+
 int
 main(int argc, char **argv)
 {
     s_args_t args;
-    int prc = s_parse_args(argc, argv, &args);
-    if (prc != 0)
+    /* a configuration file: its options go first, so a flag wins */
+    hf_config_args_t file = {0};
+    char **argv2 = argv;
+    int argc2 = argc;
+    const char *cfg = hf_config_path(argc, argv);
+    if (cfg) {
+        char cerr[512];
+        if (hf_config_load(cfg, "holdfast-engine", k_opts, k_cli_only, &file, cerr,
+                           sizeof cerr) != HF_OK) {
+            fprintf(stderr, "holdfast-engine: configuration %s\n", cerr);
+            return 2;
+        }
+        argv2 = hf_config_merge(argc, argv, &file, &argc2);
+        if (!argv2)
+            return 1;
+    }
+    int prc = s_parse_args(argc2, argv2, &args);
+    if (prc == 0 && args.print_config) {
+        s_print_config(&args);
+        prc = 1;
+    }
+    /* the strings args points at live in argv2 and file: kept to the end */
+    if (prc != 0) {
+        if (argv2 != argv)
+            free(argv2);
+        hf_config_args_free(&file);
         return prc == 1 ? 0 : 2;
+    }
 
     hf_log_set_sink(hf_log_stderr_sink, NULL);
     hf_log_set_level(args.verbose ? HF_LOG_DEBUG : HF_LOG_INFO);
@@ -842,5 +910,8 @@ done:
     hf_hwsim_destroy(&sim);
     hf_hwsim_scenario_destroy(&sc);
     hf_method_destroy(&method);
+    if (argv2 != argv)
+        free(argv2);
+    hf_config_args_free(&file);
     return exit_code;
 }

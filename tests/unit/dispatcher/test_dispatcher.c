@@ -255,7 +255,7 @@ Test(dispatcher, bad_options_are_refused_with_einval, .timeout = 10)
 
 typedef struct {
     uint64_t data_n, data_last, control_n, events, gaps, gap_count, alarms_raised,
-        alarms_cleared, bad_value, disorder;
+        alarms_cleared, bad_value, disorder, level_raised, level_cleared;
     uint64_t gap_first[4096], gap_last[4096];
     uint64_t data_seqs_n;
     uint64_t *data_seqs;
@@ -281,8 +281,12 @@ s_full_cb(const hf_store_export_rec_t *e, void *arg)
         f->disorder++; /* control lane: never dropped, contiguous */
     if (r->kind == HF_KIND_EVENT)
         f->events++;
-    if (r->kind == HF_KIND_ALARM && r->u.alarm.code == HF_ALARM_CODE_SPOOL_FULL)
-        r->u.alarm.raised ? f->alarms_raised++ : f->alarms_cleared++;
+    if (r->kind == HF_KIND_ALARM) {
+        if (r->u.alarm.code == HF_ALARM_CODE_SPOOL_FULL)
+            r->u.alarm.raised ? f->alarms_raised++ : f->alarms_cleared++;
+        else if (r->u.alarm.code == HF_ALARM_CODE_SPOOL_LEVEL)
+            r->u.alarm.raised ? f->level_raised++ : f->level_cleared++;
+    }
     if (r->kind == HF_KIND_GAP && f->gaps < 4096) {
         f->gap_first[f->gaps] = r->u.gap.first;
         f->gap_last[f->gaps] = r->u.gap.last;
@@ -341,8 +345,22 @@ s_full_scenario(hf_full_policy_t policy, uint64_t samples)
     cr_assert_gt(st.gaps, 0);
     cr_assert_eq(st.committed[HF_LANE_DATA], samples, "dropped samples still had seqs");
 
+    /* the storage watch saw the spool fill during the outage */
+    for (int i = 0; i < 100 && !st.spool_level_alarm; i++) {
+        hf_sleep_until_ns(hf_clock_mono_ns() + 20000000ull);
+        hf_dispatcher_stats(d, &st);
+    }
+    cr_assert(st.spool_level_alarm, "no spool-level alarm with the spool at its bound");
     s_agg_start(&a, endpoint);
     cr_assert_eq(hf_dispatcher_drain(d, 60000), HF_OK, "backlog delivered");
+    /* drained and trimmed: the level alarm clears, and its record is delivered too */
+    for (int i = 0; i < 250 && st.spool_level_alarm; i++) {
+        hf_sleep_until_ns(hf_clock_mono_ns() + 20000000ull);
+        hf_dispatcher_stats(d, &st);
+    }
+    cr_assert_not(st.spool_level_alarm, "the spool-level alarm did not clear after the drain");
+    cr_assert_eq(hf_channel_flush(ch), HF_OK);
+    cr_assert_eq(hf_dispatcher_drain(d, 60000), HF_OK);
     hf_dispatcher_stats(d, &st);
     uint64_t dropped = st.dropped;
     hf_dispatcher_close(&d);
@@ -371,6 +389,9 @@ s_full_scenario(hf_full_policy_t policy, uint64_t samples)
                  f.alarms_raised);
     cr_assert_eq(f.alarms_cleared, 1, "and it cleared once the backlog drained (got %" PRIu64 ")",
                  f.alarms_cleared);
+    cr_assert_eq(f.level_raised, 1, "spool level: raised once (got %" PRIu64 ")", f.level_raised);
+    cr_assert_eq(f.level_cleared, 1, "spool level: cleared once (got %" PRIu64 ")",
+                 f.level_cleared);
     /* Every missing data seq lies inside an announced gap range. */
     uint64_t expect = 1;
     for (uint64_t i = 0; i <= f.data_seqs_n; i++) {
