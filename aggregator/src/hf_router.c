@@ -1056,6 +1056,33 @@ s_maybe_reconcile(hf_aggregator_t *self, hf_session_t *s)
     else if (ended)
         hf_log_warn(S_LOG, "engine=%s runs_interrupted=%zu cause=\"engine restarted\"",
                     s->engine, ended);
+    /* The backlog is in: what the engine said at HELLO about its run must
+     * now agree with the records. A disagreement is logged and recorded
+     * (the run takes the engine's word, with the cause saying why). */
+    if (s->run == 0 || s->acked[HF_LANE_CONTROL] != s->reconcile_at)
+        return; /* newer records than the HELLO's already speak for the run */
+    hf_store_run_t row;
+    rc = hf_store_run_get(self->store, s->engine, s->run, &row);
+    if (rc != HF_OK && rc != HF_ENOTFOUND)
+        return;
+    if (rc == HF_OK && row.state == s->run_state)
+        return;
+    char cause[48];
+    snprintf(cause, sizeof cause, "HELLO said %.10s; records said %.10s",
+             hf_run_state_name(s->run_state),
+             rc == HF_OK ? hf_run_state_name(row.state) : "nothing");
+    hf_log_warn(S_LOG, "engine=%s run=%" PRIu64 " mismatch after the backlog: engine says %s, "
+                       "records say %s: recorded",
+                s->engine, s->run, hf_run_state_name(s->run_state),
+                rc == HF_OK ? hf_run_state_name(row.state) : "nothing (no record of the run)");
+    bool terminal = rc == HF_OK && row.state != HF_RUN_RUNNING && row.state != HF_RUN_PAUSED &&
+                    row.state != HF_RUN_IDLE;
+    /* a run the records ended stays ended; otherwise the engine's word is
+     * the newer one */
+    rc = hf_store_run_note(self->store, s->engine, s->run, terminal ? row.state : s->run_state,
+                           cause);
+    if (rc != HF_OK)
+        hf_log_error(S_LOG, "engine=%s run note err=%s", s->engine, hf_errname(rc));
 }
 
 /* Commit the pending group in ONE store transaction, then ACK. The group

@@ -1326,6 +1326,44 @@ hf_store_commit(hf_store_t *self, const char *engine, uint64_t epoch, uint8_t la
 typedef struct {
     const char *engine;
     size_t elen;
+    uint64_t run;
+    uint8_t state;
+    const char *cause;
+} s_note_ctx_t;
+
+static int
+s_note_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *noop)
+{
+    (void)herr;
+    (void)noop;
+    s_note_ctx_t *c = vctx;
+    s_run_cache_t rc;
+    memset(&rc, 0, sizeof rc);
+    int mrc = s_run_load(self, txn, c->engine, c->elen, c->run, &rc);
+    if (mrc != MDB_SUCCESS)
+        return mrc;
+    rc.row.state = c->state;
+    snprintf(rc.row.cause, sizeof rc.row.cause, "%s", c->cause);
+    rc.dirty = 1;
+    return s_run_flush(self, txn, c->engine, c->elen, &rc);
+}
+
+hf_err_t
+hf_store_run_note(hf_store_t *self, const char *engine, uint64_t run, uint8_t state,
+                  const char *cause)
+{
+    hf_err_t rc = s_check(self);
+    if (rc != HF_OK)
+        return rc;
+    s_note_ctx_t c = {engine, 0, run, state, cause ? cause : ""};
+    if (s_engine_arg(engine, &c.elen) != HF_OK || run == 0 || state > HF_RUN_STATE_MAX)
+        return HF_EINVAL;
+    return s_write(self, "run note", s_note_txn, &c);
+}
+
+typedef struct {
+    const char *engine;
+    size_t elen;
     uint64_t keep;
     const char *cause;
     size_t ended;

@@ -132,6 +132,12 @@ HF_EXPORT hf_err_t hf_store_commit(hf_store_t *self, const char *engine, uint64_
  * committed (the router checks HELLO's last_seq against the cursor), so
  * that a run that did end in the backlog keeps its true outcome.
  * *ended gets how many runs were closed. */
+/* Set a run's state and cause (creating its row if no record of it came),
+ * when the aggregator concludes something the records do not say: after a
+ * HELLO whose run state still disagrees with the records once the backlog
+ * is in. HF_EINVAL, HF_ESTORE. */
+HF_EXPORT hf_err_t hf_store_run_note(hf_store_t *self, const char *engine, uint64_t run,
+                                     uint8_t state, const char *cause);
 HF_EXPORT hf_err_t hf_store_close_open_runs(hf_store_t *self, const char *engine, uint64_t keep,
                                             const char *cause, size_t *ended);
 

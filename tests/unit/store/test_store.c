@@ -1290,3 +1290,20 @@ Test(store, runs_do_not_depend_on_how_batches_are_grouped)
         s_setup();
     }
 }
+
+Test(store, a_run_note_sets_state_and_cause_and_creates_a_missing_row)
+{
+    hf_store_t *st = s_open();
+    s_commit_range(st, "eng-1", EPOCH_A, HF_LANE_CONTROL, 5, 1, 3); /* run 5: steps only */
+    cr_assert_eq(hf_store_run_note(st, "eng-1", 5, HF_RUN_PAUSED, "HELLO said paused"), HF_OK);
+    hf_store_run_t r;
+    cr_assert_eq(hf_store_run_get(st, "eng-1", 5, &r), HF_OK);
+    cr_assert_eq(r.state, HF_RUN_PAUSED);
+    cr_assert_str_eq(r.cause, "HELLO said paused");
+    cr_assert_eq(r.control, 3, "the rest of the row is kept");
+    cr_assert_eq(hf_store_run_note(st, "eng-1", 9, HF_RUN_RUNNING, "no record"), HF_OK);
+    cr_assert_eq(hf_store_run_get(st, "eng-1", 9, &r), HF_OK);
+    cr_assert_eq(r.state, HF_RUN_RUNNING);
+    cr_assert_eq(hf_store_run_note(st, "eng-1", 0, HF_RUN_RUNNING, ""), HF_EINVAL);
+    hf_store_close(&st);
+}
