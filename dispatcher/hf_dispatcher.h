@@ -130,6 +130,12 @@ HF_EXPORT hf_err_t hf_dispatcher_drain(hf_dispatcher_t *self, uint32_t timeout_m
  * handler. Records already committed stay in the spool. */
 HF_EXPORT void hf_dispatcher_interrupt(hf_dispatcher_t *self);
 
+/* The engine's sample timing (its current run's counters: samples taken,
+ * late, missed), carried to the aggregator in the next STATUS frames so
+ * that `holdfast status` shows them. Any thread; cheap. */
+HF_EXPORT void hf_dispatcher_set_timing(hf_dispatcher_t *self, uint64_t samples, uint64_t late,
+                                        uint64_t missed);
+
 /* The engine's run as its committed records tell it (the spool's view,
  * what HELLO reports): the last run started and its state. Any thread. A
  * supervised engine task that restarts reads this to end a run it left

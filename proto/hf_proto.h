@@ -85,6 +85,9 @@ typedef struct {
     uint64_t dropped;                      /* samples dropped by the full-spool policy, total */
     uint64_t spool_bytes;                  /* bytes of the spool in use           */
     uint64_t spool_limit;                  /* bytes the spool may grow to         */
+    uint64_t samples;                      /* the current run's samples taken     */
+    uint64_t late;                         /* of those, late (after their period) */
+    uint64_t missed;                       /* grid points with no value           */
 } hf_status_t;
 
 /* COMMAND. body points into the decoded buffer (borrowed: valid as long

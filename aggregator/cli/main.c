@@ -466,7 +466,7 @@ s_fmt_double(double v, char *buf, size_t cap)
 }
 
 /* A table printed with columns padded to their widest cell. */
-#define S_TABLE_COLS 12
+#define S_TABLE_COLS 16
 typedef struct {
     int ncols;
     size_t nrows;
@@ -477,6 +477,10 @@ typedef struct {
 static void
 s_table_row(s_table_t *t, const char *const *vals)
 {
+    if (t->ncols < 1 || t->ncols > S_TABLE_COLS) {
+        fprintf(stderr, "holdfast: internal error: a table of %d columns\n", t->ncols);
+        exit(1);
+    }
     if (t->nrows == t->cap) {
         size_t ncap = t->cap ? t->cap * 2 : 16;
         char **nc = realloc(t->cells, ncap * (size_t)t->ncols * sizeof *nc);
@@ -572,9 +576,9 @@ s_backlog_table(const msgpack_object *engs, FILE *out)
 {
     s_table_t t;
     memset(&t, 0, sizeof t);
-    t.ncols = 7;
+    t.ncols = 8;
     const char *hdr[] = {"ENGINE", "PENDING (CONTROL/DATA)", "OLDEST", "DRAIN RATE", "ETA",
-                         "DROPPED", "SPOOL"};
+                         "DROPPED", "SPOOL", "SAMPLES (LATE/MISSED)"};
     s_table_row(&t, hdr);
     for (uint32_t i = 0; engs && engs->type == MSGPACK_OBJECT_ARRAY && i < engs->via.array.size;
          i++) {
@@ -608,7 +612,10 @@ s_backlog_table(const msgpack_object *engs, FILE *out)
         snprintf(drop, sizeof drop, "%llu", (unsigned long long)s_u64(b, "dropped"));
         snprintf(spool, sizeof spool, "%.1f/%.1f MiB", s_u64(b, "spool_bytes") / 1048576.0,
                  s_u64(b, "spool_limit") / 1048576.0);
-        const char *row[] = {eng, pend, oldest, rate, eta, drop, spool};
+        char timing[64];
+        snprintf(timing, sizeof timing, "%llu (%llu/%llu)", (unsigned long long)s_u64(b, "samples"),
+                 (unsigned long long)s_u64(b, "late"), (unsigned long long)s_u64(b, "missed"));
+        const char *row[] = {eng, pend, oldest, rate, eta, drop, spool, timing};
         s_table_row(&t, row);
     }
     if (t.nrows > 1) {

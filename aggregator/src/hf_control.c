@@ -708,7 +708,7 @@ s_pack_engine(msgpack_packer *pk, const s_eng_t *st, const hf_live_t *lv)
     s_pk_str(pk, "backlog");
     if (lv && lv->has_backlog) {
         const hf_status_t *b = &lv->backlog;
-        msgpack_pack_map(pk, 10);
+        msgpack_pack_map(pk, 13);
         s_pk_str(pk, "pending");
         msgpack_pack_array(pk, HF_LANE_COUNT);
         for (int i = 0; i < HF_LANE_COUNT; i++)
@@ -722,6 +722,9 @@ s_pack_engine(msgpack_packer *pk, const s_eng_t *st, const hf_live_t *lv)
         s_kv_u64(pk, "dropped", b->dropped);
         s_kv_u64(pk, "spool_bytes", b->spool_bytes);
         s_kv_u64(pk, "spool_limit", b->spool_limit);
+        s_kv_u64(pk, "samples", b->samples);
+        s_kv_u64(pk, "late", b->late);
+        s_kv_u64(pk, "missed", b->missed);
         s_kv_u64(pk, "reported_ms_ago", lv->backlog_age_ms);
         s_kv_u64(pk, "pending_total", b->pending[0] + b->pending[1]);
         s_kv_bool(pk, "draining", b->pending[0] + b->pending[1] > 0);

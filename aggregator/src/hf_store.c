@@ -1122,9 +1122,11 @@ s_commit_one(hf_store_t *self, MDB_txn *txn, s_commit_ctx_t *c, hf_err_t *herr, 
             *herr = HF_EPROTO;
             return MDB_SUCCESS;
         }
+        if (i < skip)
+            continue; /* already stored: skipped below */
         uint64_t expect = i == skip ? acked + 1 : c->recs[i - 1].seq + 1;
         bool covered = false;
-        if (i >= skip && r->seq != expect) {
+        if (r->seq != expect) {
             /* A hole is legal only where the engine announced a drop. */
             mrc = s_gap_covered(self, txn, c->engine, c->elen, rows.ep.ordinal, c->lane, expect,
                                 r->seq - 1, &covered);

@@ -112,6 +112,7 @@ struct hf_dispatcher_s {
     uint32_t cmd_count;
     char *cmd_taken;         /* body of the command last handed out (owned) */
     uint64_t cmd_dropped;    /* commands lost to a full queue (a bad peer)  */
+    uint64_t timing[3];      /* the engine's samples, late, missed          */
     int wake_fd;             /* eventfd: producer -> worker                 */
 
     /* ---- worker only ---- */
@@ -477,6 +478,17 @@ hf_dispatcher_drain(hf_dispatcher_t *self, uint32_t timeout_ms)
     }
     pthread_mutex_unlock(&self->mu);
     return rc;
+}
+
+void
+hf_dispatcher_set_timing(hf_dispatcher_t *self, uint64_t samples, uint64_t late, uint64_t missed)
+{
+    assert(self);
+    pthread_mutex_lock(&self->mu);
+    self->timing[0] = samples;
+    self->timing[1] = late;
+    self->timing[2] = missed;
+    pthread_mutex_unlock(&self->mu);
 }
 
 void
@@ -1421,6 +1433,9 @@ s_update_status(hf_dispatcher_t *self, hf_ms_t now)
         st.eta_ms = pending * 1000ull / st.drain_per_s;
     pthread_mutex_lock(&self->mu);
     st.dropped = self->stats.dropped;
+    st.samples = self->timing[0];
+    st.late = self->timing[1];
+    st.missed = self->timing[2];
     self->stats.backlog = st;
     pthread_mutex_unlock(&self->mu);
     st.spool_bytes = hf_spool_used_bytes(self->spool);

@@ -519,6 +519,7 @@ s_runner_task(hf_task_ctx_t *ctx, void *arg)
                     args->methods_dir ? " methods=" : "", args->methods_dir ? args->methods_dir : "");
     uint64_t send_errs_logged = 0;
     uint64_t progress_at = hf_clock_mono_ns() + S_PROGRESS_NS;
+    uint64_t timing_at = 0;
     hf_run_state_t last_state = hf_controller_state(ctl);
     for (;;) {
         uint64_t now = hf_clock_mono_ns();
@@ -547,6 +548,10 @@ s_runner_task(hf_task_ctx_t *ctx, void *arg)
             last_state = st;
         }
         s_runner_note(r, ctl);
+        if (now >= timing_at) { /* sample timing, visible in holdfast status */
+            hf_dispatcher_set_timing(r->disp, r->cnt.samples, r->cnt.late, r->cnt.missed);
+            timing_at = now + 500000000ull;
+        }
         if (!args->serve && st != HF_RUN_RUNNING && st != HF_RUN_PAUSED)
             break;
         uint64_t cap = now + S_MAX_SLEEP_NS;

@@ -66,7 +66,7 @@ _Static_assert(S_KIND_MAX == HF_KIND_MAX, "every kind has a layout");
 #define S_BATCH_FIELDS 4
 #define S_ACK_FIELDS 4
 #define S_PING_FIELDS 3
-#define S_STATUS_FIELDS 12
+#define S_STATUS_FIELDS 15
 #define S_COMMAND_FIELDS 7
 
 /* BATCH header as the writer lays it out: fixarray(4), version, type, lane,
@@ -588,6 +588,7 @@ hf_frame_encode_status(const hf_status_t *st, uint8_t *buf, size_t cap, size_t *
     const uint64_t v[] = {st->pending[0],       st->pending[1], st->oldest_age_ms[0],
                           st->oldest_age_ms[1], st->drain_per_s, st->eta_ms,
                           st->dropped,          st->spool_bytes, st->spool_limit,
+                          st->samples,          st->late,        st->missed,
                           0};
     _Static_assert(sizeof v / sizeof v[0] == S_STATUS_FIELDS - 2, "STATUS field count");
     for (size_t i = 0; i + 1 < sizeof v / sizeof v[0]; i++)
@@ -790,7 +791,8 @@ hf_frame_decode(const uint8_t *buf, size_t len, hf_frame_t *out, hf_record_t *re
         hf_status_t *st = &out->u.status;
         uint64_t *v[] = {&st->pending[0],       &st->pending[1], &st->oldest_age_ms[0],
                          &st->oldest_age_ms[1], &st->drain_per_s, &st->eta_ms,
-                         &st->dropped,          &st->spool_bytes, &st->spool_limit};
+                         &st->dropped,          &st->spool_bytes, &st->spool_limit,
+                         &st->samples,          &st->late,        &st->missed};
         rc = n == S_STATUS_FIELDS ? HF_OK : HF_EPROTO;
         for (size_t i = 0; rc == HF_OK && i < sizeof v / sizeof v[0]; i++)
             rc = hf_mpread_uint(&rd, v[i]) ? HF_EPROTO : HF_OK;

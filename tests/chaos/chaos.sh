@@ -526,7 +526,7 @@ run_round() { # run_round R SEED
     : >"$R_DIR/agg_events"; : >"$R_DIR/fates"
     ENG_PID=() PX_PID=() PX_PORT=() PX_CTL=() PX_MODE=() INC=() BH_AT=() LAST_RC=()
     agg_start || return
-    spawn "$R_DIR/feed.txt" "$R_DIR/feed.err" stdbuf -oL "$E2E_CLI" --control "$AGG_CTL" \
+    spawn "$R_DIR/feed.txt" "$R_DIR/feed.err" "$E2E_CLI" --control "$AGG_CTL" \
         status --watch --feed "$AGG_FEED"
     WATCH_PID=$SPAWNED
     for i in $(seq 1 "$R_N"); do

@@ -464,9 +464,13 @@ s_commit(s_peer_t *p, uint64_t first, uint64_t last)
     hf_frame_t f;
     hf_ms_t deadline = hf_clock_mono_ms() + 3000;
     while (hf_clock_mono_ms() < deadline) {
-        if (s_recv(p, 200, &f) && f.type == HF_FRAME_ACK && f.u.ack.lane == HF_LANE_DATA &&
-            f.u.ack.seq >= last)
-            return true;
+        if (s_recv(p, 200, &f)) {
+            if (f.type == HF_FRAME_ACK && f.u.ack.lane == HF_LANE_DATA && f.u.ack.seq >= last)
+                return true;
+            if (getenv("HF_HOSTILE_TRACE"))
+                fprintf(stderr, "  (got %s lane=%u seq=%llu)\n", hf_frame_name(f.type),
+                        f.u.ack.lane, (unsigned long long)f.u.ack.seq);
+        }
     }
     return false;
 }
@@ -1059,7 +1063,7 @@ main(int argc, char **argv)
     snprintf(summary_path, sizeof summary_path, "%s/summary", s_dir);
     snprintf(out, sizeof out, "%s/aggregator.out", s_dir);
     char *agg_argv[] = {argv[1], "--bind", "tcp://127.0.0.1:*", "--control", "tcp://127.0.0.1:*",
-                        "--data", data, "--insecure", NULL};
+                        "--data", data, "--insecure", getenv("HF_HOSTILE_VERBOSE") ? "-v" : NULL, NULL};
     s_agg_pid = s_spawn(agg_argv, out, s_agg_log);
     char line[400];
     CHECK(s_log_wait(0, "listening engines=", 20000, line, sizeof line),

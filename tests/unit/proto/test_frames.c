@@ -1012,7 +1012,10 @@ Test(frames, status_round_trips_and_refuses_malformed, .timeout = 10)
                       .eta_ms = 2666,
                       .dropped = 77,
                       .spool_bytes = 1u << 30,
-                      .spool_limit = UINT64_MAX};
+                      .spool_limit = UINT64_MAX,
+                      .samples = 123456789,
+                      .late = 12,
+                      .missed = 3};
     uint8_t buf[256];
     size_t len = 0;
     cr_assert_eq(hf_frame_encode_status(&st, buf, sizeof buf, &len), HF_OK);
