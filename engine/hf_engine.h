@@ -324,6 +324,11 @@ HF_EXPORT hf_err_t hf_controller_start(hf_controller_t *self, hf_method_t *metho
 HF_EXPORT hf_err_t hf_controller_command(hf_controller_t *self, const hf_command_t *cmd,
                                          uint64_t mono_ns, uint64_t wall_ns);
 
+/* Run ids never go back: the next run's id will be above last (e.g. the id
+ * of the last run a previous process started, kept by the daemon), even if
+ * the wall clock stepped back since. */
+HF_EXPORT void hf_controller_seed_run_id(hf_controller_t *self, uint64_t last);
+
 /* Tick the current run (see hf_run_tick). With no run, or an ended one:
  * HF_OK and *next_mono_ns HF_RUN_NEVER. */
 HF_EXPORT hf_err_t hf_controller_tick(hf_controller_t *self, uint64_t mono_ns,

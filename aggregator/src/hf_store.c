@@ -1485,19 +1485,42 @@ typedef struct {
     const char *reason; /* NULL: end the open outage */
 } s_outage_ctx_t;
 
+/* Outages are keyed by their start (the aggregator's wall clock), which a
+ * clock stepped back can make sort before an older one: the open outage
+ * (end 0) is therefore looked for among the engine's newest few, not
+ * assumed to be the newest key. */
+#define S_OUTAGE_SCAN 64
+
 static int
 s_outage_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *noop)
 {
     (void)herr;
     s_outage_ctx_t *c = vctx;
     MDB_cursor *cur = NULL;
-    uint8_t kb[S_KEY_MAX], vb[8 + 1 + 48];
+    uint8_t kb[S_KEY_MAX], vb[8 + 1 + 48], prefix[S_KEY_MAX];
+    size_t plen = s_key_prefix(prefix, c->engine, c->elen);
     MDB_val k, v;
     int mrc = mdb_cursor_open(txn, self->db_outages, &cur);
     if (mrc != MDB_SUCCESS)
         return mrc;
     mrc = s_seek_newest(cur, c->engine, c->elen, &k, &v, kb);
-    bool open = mrc == MDB_SUCCESS && v.mv_size >= 8 && s_get64(v.mv_data) == 0;
+    bool open = false;
+    uint8_t ok[S_KEY_MAX];
+    size_t oklen = 0;
+    uint64_t open_start = 0;
+    for (int n = 0; mrc == MDB_SUCCESS && n < S_OUTAGE_SCAN && s_has_prefix(&k, prefix, plen);
+         n++) {
+        if (v.mv_size >= 8 && s_get64(v.mv_data) == 0 && k.mv_size <= sizeof ok) {
+            open = true;
+            oklen = k.mv_size;
+            memcpy(ok, k.mv_data, oklen);
+            memcpy(vb, v.mv_data, v.mv_size < sizeof vb ? v.mv_size : sizeof vb);
+            open_start = k.mv_size >= 8 ? s_get64((const uint8_t *)k.mv_data + k.mv_size - 8) : 0;
+            v.mv_size = v.mv_size < sizeof vb ? v.mv_size : sizeof vb;
+            break;
+        }
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    }
     if (mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND) {
         mdb_cursor_close(cur);
         return mrc;
@@ -1511,13 +1534,11 @@ s_outage_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *no
         MDB_val nk = {s_key_u64(kb, c->engine, c->elen, c->at_ns), kb}, nv = {9 + rl, vb};
         mrc = mdb_cursor_put(cur, &nk, &nv, 0);
     } else if (!c->reason && open) {
-        memcpy(vb, v.mv_data, v.mv_size < sizeof vb ? v.mv_size : sizeof vb);
-        s_put64(vb, c->at_ns ? c->at_ns : 1);
-        MDB_val nv = {v.mv_size < sizeof vb ? v.mv_size : sizeof vb, vb};
-        uint8_t kc[S_KEY_MAX]; /* never a key pointing into the page we change */
-        MDB_val kk = {k.mv_size <= sizeof kc ? k.mv_size : 0, kc};
-        memcpy(kc, k.mv_data, kk.mv_size);
-        mrc = kk.mv_size ? mdb_put(txn, self->db_outages, &kk, &nv, 0) : MDB_CORRUPTED;
+        /* an end before the start (the clock stepped back) is the start */
+        uint64_t end = c->at_ns > open_start ? c->at_ns : open_start;
+        s_put64(vb, end ? end : 1);
+        MDB_val kk = {oklen, ok}, nv = {v.mv_size, vb};
+        mrc = mdb_put(txn, self->db_outages, &kk, &nv, 0);
     } else {
         *noop = 1;
     }

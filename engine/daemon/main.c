@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hf_config.h"
 #include "hf_dispatcher.h"
@@ -482,6 +483,42 @@ s_runner_recover(s_runner_t *r, hf_task_ctx_t *ctx)
     return HF_OK;
 }
 
+/* The last run id this engine started, kept in the spool directory so that
+ * ids never go back across restarts, whatever the wall clock did (a run id
+ * is the wall clock at its start). A missing or unreadable file is 0. */
+static uint64_t
+s_last_run_read(const char *spool)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/last-run", spool);
+    FILE *f = fopen(path, "r");
+    unsigned long long id = 0;
+    if (f) {
+        if (fscanf(f, "%llu", &id) != 1)
+            id = 0;
+        fclose(f);
+    }
+    return id;
+}
+
+static void
+s_last_run_write(const char *spool, uint64_t id)
+{
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof path, "%s/last-run", spool);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return;
+    int bad = fprintf(f, "%" PRIu64 "\n", id) < 0;
+    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        remove(tmp);
+        hf_log_warn("engine", "could not keep the last run id in %s", path);
+    }
+}
+
 static hf_err_t
 s_runner_task(hf_task_ctx_t *ctx, void *arg)
 {
@@ -495,6 +532,10 @@ s_runner_task(hf_task_ctx_t *ctx, void *arg)
                                              &rc);
     if (!ctl)
         return hf_task_fail(ctx, rc, "controller");
+    uint64_t kept_run = s_last_run_read(args->spool);
+    if (kept_run < r->run_id)
+        kept_run = r->run_id; /* an earlier incarnation's run */
+    hf_controller_seed_run_id(ctl, kept_run);
     if (r->method) {
         hf_method_t *method = r->method;
         r->method = NULL; /* the controller owns it now */
@@ -548,6 +589,10 @@ s_runner_task(hf_task_ctx_t *ctx, void *arg)
             last_state = st;
         }
         s_runner_note(r, ctl);
+        if (r->run_id > kept_run) { /* a new run started: keep its id */
+            kept_run = r->run_id;
+            s_last_run_write(args->spool, kept_run);
+        }
         if (now >= timing_at) { /* sample timing, visible in holdfast status */
             hf_dispatcher_set_timing(r->disp, r->cnt.samples, r->cnt.late, r->cnt.missed);
             timing_at = now + 500000000ull;

@@ -338,6 +338,14 @@ hf_controller_command(hf_controller_t *self, const hf_command_t *cmd, uint64_t m
     return result;
 }
 
+void
+hf_controller_seed_run_id(hf_controller_t *self, uint64_t last)
+{
+    assert(self);
+    if (last > self->last_run_id)
+        self->last_run_id = last;
+}
+
 hf_err_t
 hf_controller_tick(hf_controller_t *self, uint64_t mono_ns, uint64_t *next_mono_ns)
 {

@@ -1331,3 +1331,34 @@ Test(store, a_batch_starting_with_duplicates_reads_only_its_own_records)
     free(recs);
     hf_store_close(&st);
 }
+
+static int
+s_open_outages(const hf_store_outage_t *o, void *arg)
+{
+    int *n = arg;
+    if (o->end_ns == 0)
+        (*n)++;
+    cr_assert_geq(o->end_ns == 0 ? o->start_ns : o->end_ns, o->start_ns, "ends before it began");
+    return 0;
+}
+
+/* Regression (found by the clock-jump chaos test): outages are keyed by the
+ * aggregator's wall clock; after it stepped back, later outages sorted
+ * before the newest and were never closed. */
+Test(store, outages_stay_right_when_the_clock_steps_back)
+{
+    hf_store_t *st = s_open();
+    cr_assert_eq(hf_store_outage_begin(st, "eng-1", T0 + 3600, "link lost"), HF_OK);
+    cr_assert_eq(hf_store_outage_end(st, "eng-1", T0 + 10), HF_OK); /* clock went back */
+    cr_assert_eq(hf_store_outage_begin(st, "eng-1", T0 + 20, "link lost"), HF_OK);
+    cr_assert_eq(hf_store_outage_end(st, "eng-1", T0 + 30), HF_OK);
+    cr_assert_eq(hf_store_outage_begin(st, "eng-1", T0 + 40, "clean shutdown"), HF_OK);
+    int open = 0;
+    cr_assert_eq(hf_store_outages_each(st, "eng-1", s_open_outages, &open), HF_OK);
+    cr_assert_eq(open, 1, "exactly the last outage is open (got %d)", open);
+    cr_assert_eq(hf_store_outage_end(st, "eng-1", T0 + 50), HF_OK);
+    open = 0;
+    cr_assert_eq(hf_store_outages_each(st, "eng-1", s_open_outages, &open), HF_OK);
+    cr_assert_eq(open, 0);
+    hf_store_close(&st);
+}
