@@ -468,7 +468,7 @@ check_engine() { # check_engine I: the store against engine I's history
 }
 
 check_availability() {
-    local feed=$R_DIR/feed.avail id i s e last later first n
+    local feed=$R_DIR/feed.avail id i s e last later first n at_start
     feed_ms >"$feed"
     # 1. blackholes longer than the watchdog + 500 ms
     [ -f "$R_DIR/blackholes" ] && while read -r i s e; do
@@ -477,6 +477,10 @@ check_availability() {
         id=chaos-e$i
         first=$(awk -v id="$id" '$2 == id && $3 == "available" { print $1; exit }' "$feed")
         [ -n "$first" ] && [ "$first" -lt "$s" ] || continue # not yet connected
+        # connected when the stall began? (an engine whose run ended and that
+        # said BYE before it has nothing to lose availability over)
+        at_start=$(awk -v id="$id" -v s="$s" '$2 == id && $1 <= s { st = $3 } END { print st }' "$feed")
+        [ "$at_start" = available ] || continue
         T_AV_CHECKED=$(( T_AV_CHECKED + 1 ))
         last=$(awk -v id="$id" -v e="$e" '$2 == id && $1 <= e { st = $3 } END { print st }' "$feed")
         later=$(awk -v id="$id" -v e="$e" '$2 == id && $1 > e && $3 == "available" { n++ } END { print n + 0 }' "$feed")
