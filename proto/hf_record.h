@@ -94,6 +94,9 @@ typedef enum {
                                            outage): it will reach its bound        */
 #define HF_ALARM_CODE_STORE_LEVEL 1006  /* warning: the aggregator's store nears its
                                            bound (retention or more space needed)  */
+#define HF_ALARM_CODE_STORE_FULL 1007   /* critical: the aggregator's store cannot be
+                                           written (disk full, or the map at its
+                                           bound): ingestion paused, nothing acked */
 
 typedef struct {
     uint64_t seq;     /* per (epoch, lane); 0 until the spool assigns one  */

@@ -761,6 +761,9 @@ s_cmd_status(s_client_t *c, bool detailed)
             printf("ALARM: the store's disk is low on space (code %d)\n", HF_ALARM_CODE_DISK_LOW);
         if (s_bool(sto, "store_high"))
             printf("ALARM: the store nears its bound (code %d)\n", HF_ALARM_CODE_STORE_LEVEL);
+        if (s_bool(sto, "store_full"))
+            printf("ALARM: the store is full: ingestion paused, nothing acknowledged is lost; "
+                   "engines keep their backlog (code %d)\n", HF_ALARM_CODE_STORE_FULL);
     }
     return 0;
 }

@@ -1202,7 +1202,7 @@ static void
 s_pack_storage(msgpack_packer *pk, const hf_control_storage_t *st)
 {
     s_pk_str(pk, "storage");
-    msgpack_pack_map(pk, 7);
+    msgpack_pack_map(pk, 8);
     s_kv_u64(pk, "disk_free_bytes", st->disk_free_bytes);
     s_kv_u64(pk, "disk_size_bytes", st->disk_size_bytes);
     s_kv_u64(pk, "store_live_bytes", st->store_live_bytes);
@@ -1210,6 +1210,7 @@ s_pack_storage(msgpack_packer *pk, const hf_control_storage_t *st)
     s_kv_u64(pk, "retained_records", st->retained_records);
     s_kv_bool(pk, "disk_low", st->disk_low);
     s_kv_bool(pk, "store_high", st->store_high);
+    s_kv_bool(pk, "store_full", st->store_full);
 }
 
 hf_err_t

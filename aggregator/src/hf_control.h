@@ -82,6 +82,8 @@ typedef struct {
     uint64_t retained_records;    /* deleted by retention since start         */
     bool disk_low;                /* alarm raised: free space under threshold */
     bool store_high;              /* alarm raised: store near its bound       */
+    bool store_full;              /* alarm raised: a commit failed for space;
+                                     ingestion paused until one succeeds       */
 } hf_control_storage_t;
 
 /* As hf_control_handle; a "status" reply also carries sec and storage (when

@@ -112,6 +112,9 @@ hf_metrics_render(const hf_metrics_snapshot_t *s, char *buf, size_t cap)
              (unsigned long long)s->connections_refused);
     s_head(&w, "holdfast_store_used_bytes", "gauge", "Bytes of the store file in use.");
     s_printf(&w, "holdfast_store_used_bytes %llu\n", (unsigned long long)s->store_used_bytes);
+    s_head(&w, "holdfast_store_full", "gauge",
+           "1 while the store cannot be written for lack of space (ingestion paused).");
+    s_printf(&w, "holdfast_store_full %d\n", s->store_full ? 1 : 0);
     s_head(&w, "holdfast_store_live_bytes", "gauge",
            "Bytes of the store in use, minus pages free for reuse.");
     s_printf(&w, "holdfast_store_live_bytes %llu\n", (unsigned long long)s->store_live_bytes);

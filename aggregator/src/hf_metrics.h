@@ -15,6 +15,7 @@
 #ifndef HF_METRICS_H_INCLUDED
 #define HF_METRICS_H_INCLUDED
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,7 @@ typedef struct {
     uint64_t disk_size_bytes;
     uint64_t retained_records;      /* records deleted by retention, total   */
     uint64_t scrapes;               /* served so far                         */
+    bool store_full;                /* a commit failed for space: paused     */
 } hf_metrics_snapshot_t;
 
 /* Write the exposition text into buf (cap bytes, NUL-terminated when cap >

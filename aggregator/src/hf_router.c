@@ -72,6 +72,7 @@ typedef struct {
     uint32_t n;             /* records                                 */
 } s_seg_t;
 #define S_SEGS_MAX 1024
+#define S_STORE_PROBE_MS 1000 /* while the store is full: try it again this often */
 
 /* A long-lived part of the aggregator's loop supervised in-thread: the
  * control endpoint and the status feed (each engine's session carries its
@@ -115,6 +116,11 @@ struct hf_aggregator_s {
     uint64_t m_commands[HF_METRICS_ERR_MAX]; /* commands answered by result */
     uint8_t secret[32];     /* the aggregator's CURVE secret key       */
     void *mon;              /* PAIR: handshake failures of both ROUTERs */
+    bool store_full;        /* a commit failed for lack of space: paused */
+    bool store_probe;       /* the next commit may try the store again  */
+    hf_ms_t store_retry_at; /* ms: when held engines are resynced        */
+    hf_ms_t store_full_at;  /* ms: when the store became full            */
+    uint64_t store_full_drops; /* batches not stored while full (resent)  */
 };
 
 hf_aggregator_opts_t
@@ -723,6 +729,8 @@ s_task_failed(hf_aggregator_t *self, hf_restart_window_t *w, uint32_t *restarts,
 }
 
 static void s_commands_lost(hf_aggregator_t *self, hf_session_t *s, const char *why);
+static void s_store_full(hf_aggregator_t *self, hf_ms_t now, hf_err_t why);
+static void s_store_room(hf_aggregator_t *self, hf_ms_t now);
 
 /* An engine's session failed: rebuild it from the store (its cursor) and
  * resync the engine, which resends what the store lacks. Other engines are
@@ -997,11 +1005,21 @@ s_on_hello(hf_aggregator_t *self, const char *rid, const hf_hello_t *h, hf_ms_t 
     hf_err_t rc = hf_store_note_hello(self->store, h->engine, h->epoch, h->run, h->run_state, wall);
     if (rc == HF_OK)
         rc = hf_store_cursor(self->store, h->engine, h->epoch, acked);
+    if (rc == HF_EFULL || rc == HF_EIO) {
+        /* no room to note the connection: no WELCOME; the engine says
+         * HELLO again after its timeout, and is served once there is room */
+        hf_log_warn(S_LOG, "engine=%s HELLO not answered: the store cannot be written (%s)",
+                    h->engine, hf_errname(rc));
+        s_store_full(self, hf_clock_mono_ms(), rc);
+        return;
+    }
     if (rc != HF_OK) {
         hf_log_error(S_LOG, "store refused HELLO engine=%s err=%s", h->engine, hf_errname(rc));
         s_session_failed(self, s, rc, "store refused HELLO");
         return;
     }
+    if (self->store_full)
+        s_store_room(self, hf_clock_mono_ms());
     for (uint8_t l = 0; l < HF_LANE_COUNT; l++) {
         /* what the engine had committed before this connection began: its
          * backlog, exported as observed offline */
@@ -1085,6 +1103,80 @@ s_maybe_reconcile(hf_aggregator_t *self, hf_session_t *s)
         hf_log_error(S_LOG, "engine=%s run note err=%s", s->engine, hf_errname(rc));
 }
 
+/* ---- a full store ------------------------------------------------------- */
+
+static void s_feed_alarm(hf_aggregator_t *self, const hf_upkeep_alarm_t *a);
+
+static void
+s_store_resync_held(hf_aggregator_t *self)
+{
+    for (uint32_t i = 0; i < self->nsessions; i++) {
+        hf_session_t *s = &self->sessions[i];
+        if (!s->held)
+            continue;
+        s->held = false;
+        if (!s->active)
+            continue; /* it says HELLO again */
+        hf_welcome_t w;
+        hf_session_resync(s, &w);
+        s_send_welcome(self, s->engine, &w);
+    }
+}
+
+/* A write failed for lack of space. Ingestion pauses: nothing is acked, so
+ * every engine keeps its records in its spool. Probed once a second by
+ * resyncing the engines held back (s_store_tick). */
+static void
+s_store_full(hf_aggregator_t *self, hf_ms_t now, hf_err_t why)
+{
+    self->store_probe = false;
+    self->store_retry_at = now + S_STORE_PROBE_MS;
+    if (self->store_full)
+        return;
+    self->store_full = true;
+    self->store_full_at = now;
+    hf_upkeep_alarm_t a = {.code = HF_ALARM_CODE_STORE_FULL, .raised = true};
+    if (why == HF_EFULL)
+        snprintf(a.text, sizeof a.text,
+                 "store full (disk or map): ingestion paused, engines keep their backlog; "
+                 "make room to resume");
+    else
+        snprintf(a.text, sizeof a.text,
+                 "store cannot be written (%s): ingestion paused, engines keep their backlog",
+                 hf_errname(why));
+    hf_log_error(S_LOG, "alarm raised code=%u: %s", a.code, a.text);
+    s_feed_alarm(self, &a);
+}
+
+/* A write succeeded again: resume, and resync every engine held back. */
+static void
+s_store_room(hf_aggregator_t *self, hf_ms_t now)
+{
+    self->store_full = false;
+    self->store_probe = false;
+    hf_upkeep_alarm_t a = {.code = HF_ALARM_CODE_STORE_FULL, .raised = false};
+    snprintf(a.text, sizeof a.text, "store writable again after %" PRIu64 " ms: ingestion resumes "
+             "(%" PRIu64 " batches were not stored and are resent)",
+             (uint64_t)(now - self->store_full_at), self->store_full_drops);
+    hf_log_info(S_LOG, "alarm cleared code=%u: %s", a.code, a.text);
+    s_feed_alarm(self, &a);
+    self->store_full_drops = 0;
+    s_store_resync_held(self);
+}
+
+/* While full: once a second, let the next commit try the store, and have
+ * the engines held back resend (which also keeps their unacked-batch
+ * timers from expiring, so they stay connected and available). */
+static void
+s_store_tick(hf_aggregator_t *self, hf_ms_t now)
+{
+    if (!self->store_full || now < self->store_retry_at)
+        return;
+    self->store_retry_at = now + S_STORE_PROBE_MS;
+    self->store_probe = true;
+    s_store_resync_held(self);
+}
+
 /* Commit the pending group in ONE store transaction, then ACK. The group
  * is every BATCH drained in one pass over the socket, of any engines:
  * with many engines interleaving, one fsync covers them all (a commit per
@@ -1099,6 +1191,14 @@ s_flush_group(hf_aggregator_t *self)
     self->group_n = 0;
     if (nsegs == 0)
         return;
+    if (self->store_full && !self->store_probe) {
+        /* the store has no room: the batches are not stored and not acked;
+         * their engines keep them and resend after the next probe */
+        for (uint32_t i = 0; i < nsegs; i++)
+            self->segs[i].s->held = true;
+        self->store_full_drops += nsegs;
+        return;
+    }
     uint64_t before[S_SEGS_MAX][1];
     for (uint32_t i = 0; i < nsegs; i++) {
         const s_seg_t *g = &self->segs[i];
@@ -1111,6 +1211,18 @@ s_flush_group(hf_aggregator_t *self)
         before[i][0] = g->s->acked[g->lane]; /* events above this are new */
     }
     hf_err_t rc = hf_store_commit_many(self->store, self->batches, nsegs, hf_clock_wall_ns());
+    if (rc == HF_EFULL || rc == HF_EIO) {
+        /* Out of space (disk full, or the map at its bound) or a failing
+         * disk is not the session's fault and restarting it would not
+         * help: pause ingestion, keep serving, probe again in a second. */
+        for (uint32_t i = 0; i < nsegs; i++)
+            self->segs[i].s->held = true;
+        self->store_full_drops += nsegs;
+        s_store_full(self, hf_clock_mono_ms(), rc);
+        return;
+    }
+    if (rc == HF_OK && self->store_full)
+        s_store_room(self, hf_clock_mono_ms());
     if (rc != HF_OK) {
         hf_log_error(S_LOG, "commit of %u batches failed err=%s: not acked (engines resend)",
                      nsegs, hf_errname(rc));
@@ -1509,6 +1621,7 @@ s_drain_control(hf_aggregator_t *self)
             s_security_figures(self, &sec);
             hf_control_storage_t storage;
             hf_upkeep_storage(self->upkeep, &storage);
+            storage.store_full = self->store_full;
             hf_err_t rc = hf_control_handle_ex(self->store, self->live, nlive, &sec, &storage,
                                                zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]),
                                                self->reply, S_CONTROL_REPLY_MAX, &outlen);
@@ -1592,6 +1705,7 @@ s_upkeep(hf_aggregator_t *self, hf_ms_t now, uint64_t wall)
     snap.control_restarts = self->control_task.restarts;
     snap.feed_restarts = self->feed_task.restarts;
     snap.store_used_bytes = hf_store_used_bytes(self->store);
+    snap.store_full = self->store_full;
     hf_upkeep_metrics(self->upkeep, &snap, now);
 }
 
@@ -1638,6 +1752,7 @@ hf_aggregator_run(hf_aggregator_t *self, volatile sig_atomic_t *stop)
         hf_ms_t now = hf_clock_mono_ms();
         uint64_t wall = hf_clock_wall_ns();
         s_upkeep(self, now, wall);
+        s_store_tick(self, now);
         for (uint32_t i = 0; i < self->nsessions; i++) {
             hf_session_t *s = &self->sessions[i];
             hf_cmdq_answer_t ans[HF_CMDQ_ANSWERS_MAX];

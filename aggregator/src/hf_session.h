@@ -53,6 +53,8 @@ typedef struct {
     hf_restart_window_t window;        /* its restarts as a supervised task    */
     uint32_t restarts;                 /* restarts of this session, total      */
     bool fault;                        /* HF_TESTING: fail at its next frame   */
+    bool held;                         /* a batch of it was not stored (store
+                                          full): resync once the store has room */
     uint64_t m_records[HF_LANE_COUNT]; /* metrics: records stored since start  */
     uint64_t m_bytes;                  /* metrics: BATCH bytes received        */
     uint64_t m_batches;                /* metrics: BATCH frames received       */

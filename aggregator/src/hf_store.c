@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 
 #include "hf_log.h"
@@ -47,6 +48,7 @@
 #define S_EPOCH_ROW 28                 /* bytes of an epoch row (format 1)     */
 #define S_RUN_FIXED 42                 /* bytes of a run row before its texts  */
 #define S_RUN_ROW_MAX (S_RUN_FIXED + 1 + HF_TEXT_MAX + 2 + HF_STORE_CHANNELS_MAX + 1 + 48 + 8)
+#define S_FULL_MARGIN (4u << 20)     /* bytes free under which EIO means ENOSPC */
 #define S_DEFAULT_SCAN 1000000         /* records read per export call          */
 
 struct hf_store_s {
@@ -330,8 +332,9 @@ s_map_mdb(int mrc)
     case MDB_INCOMPATIBLE:
     case MDB_BAD_VALSIZE: return HF_ECORRUPT;
     case ENOMEM: return HF_ENOMEM;
-    case EIO:
     case ENOSPC:
+    case EDQUOT: return HF_EFULL; /* no room on the disk: as full as a full map */
+    case EIO:
     case EACCES:
     case EPERM:
     case ENOENT:
@@ -351,6 +354,18 @@ s_fail(hf_store_t *self, const char *what, int mrc)
     if (mrc == MDB_PANIC || rc == HF_ECORRUPT)
         self->broken = rc == HF_OK ? HF_ESTORE : rc;
     return rc;
+}
+
+/* LMDB turns a short write into EIO (mdb_page_flush), and a write that
+ * runs out of disk space is short: a failed commit on a disk with almost
+ * nothing free is taken as ENOSPC. */
+static bool
+s_disk_nearly_full(const hf_store_t *self)
+{
+    struct statvfs vfs;
+    if (!self->dir || statvfs(self->dir, &vfs) != 0)
+        return false;
+    return (uint64_t)vfs.f_bavail * vfs.f_frsize < S_FULL_MARGIN;
 }
 
 static hf_err_t
@@ -400,6 +415,8 @@ s_write(hf_store_t *self, const char *what, s_write_fn *fn, void *ctx)
             mrc = mdb_txn_commit(txn); /* frees txn, also on failure */
             if (mrc == MDB_SUCCESS)
                 return HF_OK;
+            if (mrc == EIO && s_disk_nearly_full(self))
+                mrc = ENOSPC; /* LMDB reports a short write as EIO */
         } else {
             mdb_txn_abort(txn);
             if (mrc == MDB_SUCCESS)

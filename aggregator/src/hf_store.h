@@ -79,7 +79,8 @@ HF_EXPORT hf_err_t hf_store_cursor(hf_store_t *self, const char *engine, uint64_
  * wall time now_ns: creates the engine row if new, gives the epoch the next
  * ordinal if new, sets the engine's current epoch, last run and state and
  * last-seen time. One durable write transaction.
- * HF_EINVAL bad engine id or epoch 0; HF_EFULL map at max_bytes; HF_ESTORE. */
+ * HF_EINVAL bad engine id or epoch 0; HF_EFULL map at max_bytes or no space on
+ * the disk (ENOSPC, EDQUOT); HF_ESTORE. */
 HF_EXPORT hf_err_t hf_store_note_hello(hf_store_t *self, const char *engine, uint64_t epoch,
                                        uint64_t run, uint8_t run_state, uint64_t now_ns);
 
@@ -95,7 +96,7 @@ HF_EXPORT hf_err_t hf_store_note_hello(hf_store_t *self, const char *engine, uin
  *   HF_EINVAL bad engine id, epoch 0, lane, or recs NULL with n > 0;
  *   HF_EPROTO gap or disorder in seqs, a record of another lane or one that
  *             does not encode;
- *   HF_EFULL  the map reached max_bytes;
+ *   HF_EFULL  the map reached max_bytes, or the disk has no space left;
  *   HF_ESTORE LMDB failure (logged); HF_ESTATE store sticky-failed.
  * recs is borrowed for the call; dups and acked_out may be NULL. */
 /* One engine's batch for hf_store_commit_many. */

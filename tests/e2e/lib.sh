@@ -178,6 +178,48 @@ e2e_wait_exit_log() {
     return 0
 }
 
+# e2e_small_fs SIZE: a SIZE (truncate's units) ext4 filesystem, loop-mounted
+# at $E2E_DIR/mnt (set in E2E_FS_MNT) and unmounted by the EXIT trap (it
+# sets E2E_CLEANUP). Needs root; returns 1 with the reason in E2E_FS_REASON.
+E2E_FS_MNT=
+E2E_FS_REASON=
+e2e_small_fs() {
+    local t
+    if [ "$(id -u)" -ne 0 ]; then
+        E2E_FS_REASON="needs root to loop-mount a small filesystem"; return 1
+    fi
+    for t in mkfs.ext4 mount umount losetup; do
+        command -v "$t" >/dev/null || { E2E_FS_REASON="$t not found"; return 1; }
+    done
+    truncate -s "$1" "$E2E_DIR/fs.img"
+    if ! mkfs.ext4 -q -F -b 1024 -m 0 -O ^has_journal "$E2E_DIR/fs.img" >/dev/null 2>&1; then
+        E2E_FS_REASON="mkfs.ext4 failed"; return 1
+    fi
+    mkdir -p "$E2E_DIR/mnt"
+    if ! mount -o loop "$E2E_DIR/fs.img" "$E2E_DIR/mnt" 2>"$E2E_DIR/mount.err"; then
+        E2E_FS_REASON="cannot loop-mount an image here: $(tr '\n' ' ' <"$E2E_DIR/mount.err")"
+        return 1
+    fi
+    E2E_FS_MNT=$E2E_DIR/mnt
+    E2E_CLEANUP=e2e_small_fs_umount
+}
+
+# e2e_small_fs_umount: unmount e2e_small_fs's filesystem, retrying for up to
+# 5 s (a process that just exited may still hold it for a moment).
+e2e_small_fs_umount() {
+    local i
+    [ -n "$E2E_FS_MNT" ] || return 0
+    for i in $(seq 1 50); do
+        if umount "$E2E_FS_MNT" 2>/dev/null; then
+            E2E_FS_MNT=
+            return 0
+        fi
+        sleep 0.1
+    done
+    say "could not unmount $E2E_FS_MNT"
+    return 1
+}
+
 # e2e_track PID: remember a child so that the EXIT trap can end it.
 e2e_track() { E2E_PIDS+=("$1"); }
 

@@ -50,14 +50,6 @@ S_LOG_MAX=$(( 64 << 20 ))   # bytes: an engine log past this is a flood
 cases=${HF_E2E_CASES:-disk bound-block bound-decimate bound-drop-oldest}
 
 # ---- which cases can run -------------------------------------------------
-disk_reason=
-if [ "$(id -u)" -ne 0 ]; then
-    disk_reason="needs root to loop-mount a small filesystem"
-else
-    for t in mkfs.ext4 mount umount losetup; do
-        command -v "$t" >/dev/null || { disk_reason="$t not found"; break; }
-    done
-fi
 help=$("$E2E_ENG" --help 2>&1 || true)
 bound_reason=
 if ! grep -q -- "--spool-max-bytes" <<<"$help" || ! grep -q -- "--full-policy" <<<"$help"; then
@@ -65,35 +57,11 @@ if ! grep -q -- "--spool-max-bytes" <<<"$help" || ! grep -q -- "--full-policy" <
 fi
 
 e2e_init spool_full
-mnt=$E2E_DIR/mnt
-mounted=0
-s_umount() {
-    [ "$mounted" -eq 1 ] || return 0
-    local i
-    for i in $(seq 1 50); do
-        if umount "$mnt" 2>/dev/null; then
-            mounted=0
-            return 0
-        fi
-        sleep 0.1
-    done
-    say "could not unmount $mnt"
-    return 1
-}
-E2E_CLEANUP=s_umount
-if [ -z "$disk_reason" ] && [[ " $cases " == *" disk "* ]]; then
-    truncate -s 3M "$E2E_DIR/fs.img"
-    if ! mkfs.ext4 -q -F -b 1024 -m 0 -O ^has_journal "$E2E_DIR/fs.img" >/dev/null 2>&1; then
-        disk_reason="mkfs.ext4 failed"
-    else
-        mkdir "$mnt"
-        if mount -o loop "$E2E_DIR/fs.img" "$mnt" 2>"$E2E_DIR/mount.err"; then
-            mounted=1
-        else
-            disk_reason="cannot loop-mount an image here: $(tr '\n' ' ' <"$E2E_DIR/mount.err")"
-        fi
-    fi
+disk_reason=
+if [[ " $cases " == *" disk "* ]] && ! e2e_small_fs 3M; then
+    disk_reason=$E2E_FS_REASON
 fi
+mnt=$E2E_FS_MNT
 
 run_cases=()
 for c in $cases; do
