@@ -73,6 +73,7 @@ typedef struct {
 } s_seg_t;
 #define S_SEGS_MAX 1024
 #define S_STORE_PROBE_MS 1000 /* while the store is full: try it again this often */
+#define S_STORE_CLEAR_MS 5000 /* writable this long: alarm 1007 cleared */
 
 /* A long-lived part of the aggregator's loop supervised in-thread: the
  * control endpoint and the status feed (each engine's session carries its
@@ -121,6 +122,10 @@ struct hf_aggregator_s {
     hf_ms_t store_retry_at; /* ms: when held engines are resynced        */
     hf_ms_t store_full_at;  /* ms: when the store became full            */
     uint64_t store_full_drops; /* batches not stored while full (resent)  */
+    bool store_alarm;       /* alarm 1007 raised                         */
+    hf_ms_t store_alarm_at; /* ms: when it was raised                    */
+    hf_ms_t store_room_at;  /* ms: the last commit that fit after a failure */
+    hf_ms_t store_paused_ms;/* ms paused since the alarm was raised      */
 };
 
 hf_aggregator_opts_t
@@ -1066,6 +1071,16 @@ s_maybe_reconcile(hf_aggregator_t *self, hf_session_t *s)
     if (!s->reconcile || s->acked[HF_LANE_CONTROL] < s->reconcile_at)
         return;
     s->reconcile = false;
+    if (s->acked[HF_LANE_CONTROL] > s->reconcile_at) {
+        /* records past the backlog were committed without the store's
+         * reconciliation (it runs inside the commit that crosses the
+         * backlog's end): closing now could end a run the engine started
+         * since. Leave it; a later run_started closes what is stale. */
+        hf_log_warn(S_LOG, "engine=%s reconcile skipped: control acked %" PRIu64 " past the "
+                    "backlog's end %" PRIu64, s->engine, s->acked[HF_LANE_CONTROL],
+                    s->reconcile_at);
+        return;
+    }
     size_t ended = 0;
     hf_err_t rc = hf_store_close_open_runs(self->store, s->engine, s->reconcile_keep,
                                            "engine restarted", &ended);
@@ -1123,18 +1138,26 @@ s_store_resync_held(hf_aggregator_t *self)
     }
 }
 
-/* A write failed for lack of space. Ingestion pauses: nothing is acked, so
- * every engine keeps its records in its spool. Probed once a second by
- * resyncing the engines held back (s_store_tick). */
+/* A write failed for lack of space (or the disk failed it). Ingestion
+ * pauses: nothing is acked, so every engine keeps its records in its
+ * spool. Probed once a second by resyncing the engines held back
+ * (s_store_tick). The alarm is raised at the first failure and cleared
+ * only after S_STORE_CLEAR_MS without one: a disk with a few pages of room
+ * fills again at once, and the alarm must not flap with it. */
 static void
 s_store_full(hf_aggregator_t *self, hf_ms_t now, hf_err_t why)
 {
     self->store_probe = false;
     self->store_retry_at = now + S_STORE_PROBE_MS;
-    if (self->store_full)
+    if (!self->store_full) {
+        self->store_full = true;
+        self->store_full_at = now;
+    }
+    if (self->store_alarm)
         return;
-    self->store_full = true;
-    self->store_full_at = now;
+    self->store_alarm = true;
+    self->store_alarm_at = now;
+    self->store_paused_ms = 0;
     hf_upkeep_alarm_t a = {.code = HF_ALARM_CODE_STORE_FULL, .raised = true};
     if (why == HF_EFULL)
         snprintf(a.text, sizeof a.text,
@@ -1154,22 +1177,32 @@ s_store_room(hf_aggregator_t *self, hf_ms_t now)
 {
     self->store_full = false;
     self->store_probe = false;
-    hf_upkeep_alarm_t a = {.code = HF_ALARM_CODE_STORE_FULL, .raised = false};
-    snprintf(a.text, sizeof a.text, "store writable again after %" PRIu64 " ms: ingestion resumes "
-             "(%" PRIu64 " batches were not stored and are resent)",
-             (uint64_t)(now - self->store_full_at), self->store_full_drops);
-    hf_log_info(S_LOG, "alarm cleared code=%u: %s", a.code, a.text);
-    s_feed_alarm(self, &a);
+    self->store_room_at = now;
+    self->store_paused_ms += now - self->store_full_at;
+    hf_log_info(S_LOG, "store writable again after %" PRIu64 " ms: ingestion resumes (%" PRIu64
+                " batches were not stored and are resent)",
+                (uint64_t)(now - self->store_full_at), self->store_full_drops);
     self->store_full_drops = 0;
     s_store_resync_held(self);
 }
 
 /* While full: once a second, let the next commit try the store, and have
  * the engines held back resend (which also keeps their unacked-batch
- * timers from expiring, so they stay connected and available). */
+ * timers from expiring, so they stay connected and available). Once
+ * writable for S_STORE_CLEAR_MS: clear the alarm. */
 static void
 s_store_tick(hf_aggregator_t *self, hf_ms_t now)
 {
+    if (self->store_alarm && !self->store_full &&
+        now - self->store_room_at >= S_STORE_CLEAR_MS) {
+        self->store_alarm = false;
+        hf_upkeep_alarm_t a = {.code = HF_ALARM_CODE_STORE_FULL, .raised = false};
+        snprintf(a.text, sizeof a.text,
+                 "store writable for %u s: ingestion paused %" PRIu64 " ms in all since the "
+                 "alarm", S_STORE_CLEAR_MS / 1000, (uint64_t)self->store_paused_ms);
+        hf_log_info(S_LOG, "alarm cleared code=%u: %s", a.code, a.text);
+        s_feed_alarm(self, &a);
+    }
     if (!self->store_full || now < self->store_retry_at)
         return;
     self->store_retry_at = now + S_STORE_PROBE_MS;
@@ -1208,6 +1241,10 @@ s_flush_group(hf_aggregator_t *self)
         b->lane = g->lane;
         b->recs = self->recs + g->off;
         b->n = g->n;
+        /* a HELLO's reconciliation falls inside this batch: the store does
+         * it in the same transaction, exactly at the backlog's end */
+        b->close_after = g->lane == HF_LANE_CONTROL && g->s->reconcile ? g->s->reconcile_at : 0;
+        b->close_keep = g->s->reconcile_keep;
         before[i][0] = g->s->acked[g->lane]; /* events above this are new */
     }
     hf_err_t rc = hf_store_commit_many(self->store, self->batches, nsegs, hf_clock_wall_ns());
@@ -1262,6 +1299,12 @@ s_flush_group(hf_aggregator_t *self)
         }
         if (b->rc != HF_OK)
             continue;
+        if (b->closed && s->reconcile) {
+            s->reconcile = false; /* done by the store, in this commit */
+            if (b->ended)
+                hf_log_warn(S_LOG, "engine=%s runs_interrupted=%zu cause=\"engine restarted\"",
+                            s->engine, b->ended);
+        }
         if (b->dups)
             hf_log_info(S_LOG, "engine=%s lane=%s duplicates_skipped=%zu", s->engine,
                         hf_lane_name(lane), b->dups);
@@ -1621,7 +1664,7 @@ s_drain_control(hf_aggregator_t *self)
             s_security_figures(self, &sec);
             hf_control_storage_t storage;
             hf_upkeep_storage(self->upkeep, &storage);
-            storage.store_full = self->store_full;
+            storage.store_full = self->store_alarm;
             hf_err_t rc = hf_control_handle_ex(self->store, self->live, nlive, &sec, &storage,
                                                zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]),
                                                self->reply, S_CONTROL_REPLY_MAX, &outlen);
@@ -1705,7 +1748,7 @@ s_upkeep(hf_aggregator_t *self, hf_ms_t now, uint64_t wall)
     snap.control_restarts = self->control_task.restarts;
     snap.feed_restarts = self->feed_task.restarts;
     snap.store_used_bytes = hf_store_used_bytes(self->store);
-    snap.store_full = self->store_full;
+    snap.store_full = self->store_alarm;
     hf_upkeep_metrics(self->upkeep, &snap, now);
 }
 

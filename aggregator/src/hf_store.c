@@ -875,6 +875,10 @@ typedef struct {
     uint64_t now_ns;
     uint64_t acked; /* out */
     size_t dups;    /* out */
+    uint64_t close_after; /* 0, or: close open runs but close_keep once past it */
+    uint64_t close_keep;
+    bool closed;          /* out: that close was done, in this txn */
+    size_t ended;         /* out: runs it ended */
 } s_commit_ctx_t;
 
 static int
@@ -1217,6 +1221,20 @@ s_commit_one(hf_store_t *self, MDB_txn *txn, s_commit_ctx_t *c, hf_err_t *herr, 
         rc.dirty = 0;
         for (size_t i = skip; i < c->n && mrc == MDB_SUCCESS; i++) {
             const hf_record_t *r = &c->recs[i];
+            if (c->close_after && !c->closed && acked <= c->close_after &&
+                r->seq > c->close_after) {
+                /* the reconciliation of a HELLO, exactly where the
+                 * engine's backlog at that HELLO ends: runs it started
+                 * later are not touched */
+                mrc = s_run_flush(self, txn, c->engine, c->elen, &rc);
+                rc.run = 0;
+                if (mrc == MDB_SUCCESS)
+                    mrc = s_close_open_runs(self, txn, c->engine, c->elen, c->close_keep, 0,
+                                            "engine restarted", &c->ended);
+                if (mrc != MDB_SUCCESS)
+                    break;
+                c->closed = true;
+            }
             if (r->run == 0)
                 continue;
             if (r->kind == HF_KIND_EVENT && r->u.event.type == HF_EV_RUN_STARTED) {
@@ -1271,7 +1289,8 @@ s_many_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *noop
     int all_noop = 1;
     for (size_t i = 0; i < m->nb; i++) {
         hf_store_batch_t *b = &m->b[i];
-        s_commit_ctx_t c = {b->engine, 0, b->epoch, b->lane, b->recs, b->n, m->now_ns, 0, 0};
+        s_commit_ctx_t c = {b->engine, 0, b->epoch, b->lane, b->recs, b->n, m->now_ns, 0, 0,
+                            b->close_after, b->close_keep, false, 0};
         s_engine_arg(b->engine, &c.elen); /* checked by the caller */
         hf_err_t one = HF_OK;
         int one_noop = 0;
@@ -1286,6 +1305,8 @@ s_many_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *noop
         b->rc = one;
         b->acked = c.acked;
         b->dups = one == HF_OK ? c.dups : 0;
+        b->closed = one == HF_OK && c.closed;
+        b->ended = b->closed ? c.ended : 0;
         if (one == HF_OK && !one_noop)
             all_noop = 0;
     }
@@ -1324,7 +1345,7 @@ hf_store_commit(hf_store_t *self, const char *engine, uint64_t epoch, uint8_t la
     hf_err_t rc = s_check(self);
     if (rc != HF_OK)
         return rc;
-    s_commit_ctx_t c = {engine, 0, epoch, lane, recs, n, now_ns, 0, 0};
+    s_commit_ctx_t c = {engine, 0, epoch, lane, recs, n, now_ns, 0, 0, 0, 0, false, 0};
     if (s_engine_arg(engine, &c.elen) != HF_OK || epoch == 0 || lane >= HF_LANE_COUNT ||
         (n > 0 && !recs))
         return HF_EINVAL;

@@ -110,6 +110,15 @@ typedef struct {
                                   wrong lane: nothing of this batch written)  */
     uint64_t acked;            /* out: the (engine, epoch, lane) cursor after */
     size_t dups;               /* out: records skipped as already stored      */
+    uint64_t close_after;      /* in: 0, or a control seq: once the batch's
+                                  records pass it, every open run of the
+                                  engine but close_keep ends interrupted,
+                                  cause "engine restarted", in this txn (the
+                                  reconciliation of a HELLO whose backlog
+                                  ends at that seq; later runs untouched)   */
+    uint64_t close_keep;       /* in: the run the engine said it is in       */
+    bool closed;               /* out: that close was done                   */
+    size_t ended;              /* out: runs it ended                         */
 } hf_store_batch_t;
 
 /* Commit several batches (of any engines, lanes, in order) in ONE

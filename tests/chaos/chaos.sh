@@ -17,7 +17,10 @@
 #     backlog (the proxy blackholed first; the engine must exit within 2 s,
 #     then it is restarted to drain); and an aggregator timeline of kill -9
 #     (down 0.2-1.5 s, restarted on the same store and endpoints) and
-#     SIGSTOP/SIGCONT (1.5-4 s). With the power-loss shim built
+#     SIGSTOP/SIGCONT (1.5-4 s), and, as root with loop devices, disk full
+#     on either side: the store and the spools live on small loop-mounted
+#     ext4 filesystems and a ballast file fills one of them (all but
+#     8 KiB) for 1.5-3 s. With the power-loss shim built
 #     (tests/chaos/powerloss.c, HF_POWERLOSS_LIB), every process runs under
 #     it, 2 in 5 engine kills are power losses (unsynced spool writes
 #     vanish) and half the aggregator kills are power losses of the store;
@@ -49,6 +52,8 @@
 #   HF_CHAOS_WATCHDOG_MS  the aggregator's watchdog (default 1000)
 #   HF_CHAOS_KEEP=1    keep every round's directory (failed rounds are kept)
 #   HF_CHAOS_STOP=1    stop at the first failed round
+#   HF_CHAOS_DISKS=0   no loop-mounted filesystems (no disk-full faults);
+#                      default: on when root with mkfs.ext4 and loop devices
 #   HF_CHAOS_TOLERATE_KNOWN=1  count the known runs-table bug without failing
 #                      (bug_runs_after_sigstop.sh); the CI run sets it
 #   HF_BIN, HF_PROXY   build dir, hf-proxy binary
@@ -74,6 +79,27 @@ METHOD=$CH_HERE/chaos.method
 SHIM=${HF_POWERLOSS_LIB:-$E2E_BIN/tests/chaos/libhf_powerloss.so}
 [ -f "$SHIM" ] || SHIM=
 TOP=$(mktemp -d "${TMPDIR:-/tmp}/holdfast-chaos.XXXXXX")
+# Disk-full faults: the round's store and spools on loop-mounted filesystems.
+DISKS=${HF_CHAOS_DISKS:-1}
+if [ "$DISKS" = 1 ]; then
+    if [ "$(id -u)" -ne 0 ]; then DISKS=0; fi
+    for t in mkfs.ext4 mount umount fallocate losetup; do
+        command -v "$t" >/dev/null || DISKS=0
+    done
+fi
+declare -a MOUNTS=()
+# small_fs IMG SIZE_MB DIR: an ext4 filesystem in IMG mounted at DIR
+small_fs() {
+    truncate -s "${2}M" "$1" && mkfs.ext4 -q -F -b 1024 -m 0 -O ^has_journal "$1" >/dev/null 2>&1 &&
+        mkdir -p "$3" && mount -o loop "$1" "$3" && MOUNTS+=("$3")
+}
+umount_all() {
+    local m i
+    for m in "${MOUNTS[@]}"; do
+        for i in $(seq 1 50); do umount "$m" 2>/dev/null && break; sleep 0.1; done
+    done
+    MOUNTS=()
+}
 # Keys for the secure path of tests/e2e/bin (when lib.sh has it): made once,
 # in the run's directory, shared by every round.
 if declare -F e2e_keys >/dev/null; then
@@ -120,6 +146,7 @@ ch_on_exit() {
     for p in "${!LIVE[@]}"; do
         reap "$p" 5 || { kill -KILL "$p" 2>/dev/null; reap "$p" 5; } || true
     done
+    umount_all
     if [ "$rc" -eq 0 ] && [ -z "${HF_CHAOS_KEEP:-}" ] &&
         [ -z "$(ls -A "$TOP" 2>/dev/null | grep -v '^keys$')" ]; then
         rm -rf "$TOP"
@@ -139,13 +166,13 @@ iso_ms() { date -u -d "$1" +%s%3N; } # an ISO-8601 log time -> epoch ms
 declare -A FAULTS=()
 T_RECORDS=0 T_LOST=0 T_DUP=0 T_WRONG=0 T_AV_CHECKED=0 T_AV_MISSED=0
 T_PUB_CHECKED=0 T_PUB_MISSED=0 T_ROUNDS_OK=0 T_ROUNDS_FAILED=0 T_TERM_SLOW=0 T_ENGINES=0
-T_INCARNATIONS=0 T_OTHER=0 T_KNOWN=0
+T_INCARNATIONS=0 T_OTHER=0 T_KNOWN=0 T_STORE_PAUSED=0
 FAILED_SEEDS=()
 fault() { FAULTS[$1]=$(( ${FAULTS[$1]:-0} + 1 )); }
 
 # ---------------------------------------------------------------- one round
 # Round state (globals, reset by round_init).
-R_DIR= R_NUM=0 R_N=0 R_OK=1 R_T0=0
+R_DIR= R_NUM=0 R_N=0 R_OK=1 R_T0=0 R_STORE= R_SPOOLS=
 AGG_PID= AGG_BIND= AGG_CTL= AGG_FEED= AGG_STOPPED=0 AGG_DOWN_AT=0 WATCH_PID=
 declare -a ENG_PID PX_PID PX_PORT PX_CTL PX_MODE INC BH_AT LAST_RC
 rfail() { say "round $R_NUM: VIOLATION: $*"; echo "$*" >>"$R_DIR/violations"; R_OK=0; }
@@ -166,9 +193,9 @@ known_bug() {
 agg_start() { # agg_start: start (or restart on the same endpoints) the aggregator
     local log=$R_DIR/aggregator.log before=0 line
     [ -f "$log" ] && before=$(grep -c "listening engines=" "$log")
-    env ${SHIM:+LD_PRELOAD=$SHIM HF_POWERLOSS_MODE=sync HF_POWERLOSS_LOG=1 HF_POWERLOSS_MATCH=$R_DIR/store/} \
+    env ${SHIM:+LD_PRELOAD=$SHIM HF_POWERLOSS_MODE=sync HF_POWERLOSS_LOG=1 HF_POWERLOSS_MATCH=$R_STORE/} \
         "$E2E_AGG" --bind "${AGG_BIND:-tcp://127.0.0.1:*}" --control "${AGG_CTL:-tcp://127.0.0.1:*}" \
-        --status "${AGG_FEED:-tcp://127.0.0.1:*}" --data "$R_DIR/store" \
+        --status "${AGG_FEED:-tcp://127.0.0.1:*}" --data "$R_STORE" \
         --watchdog-ms "$WATCHDOG_MS" >>"$log" 2>&1 &
     AGG_PID=$!
     LIVE[$AGG_PID]=1
@@ -191,9 +218,9 @@ eng_start() { # eng_start I: a new incarnation of engine I on its spool
     INC[$i]=$(( ${INC[$i]:-0} + 1 ))
     k=${INC[$i]}
     spawn "$R_DIR/e$i.$k.out" "$R_DIR/e$i.$k.log" env \
-        ${SHIM:+LD_PRELOAD=$SHIM HF_POWERLOSS_MODE=sync HF_POWERLOSS_LOG=1 HF_POWERLOSS_MATCH=$R_DIR/spool$i/} \
+        ${SHIM:+LD_PRELOAD=$SHIM HF_POWERLOSS_MODE=sync HF_POWERLOSS_LOG=1 HF_POWERLOSS_MATCH=$R_SPOOLS/spool$i/} \
         "$E2E_ENG" --id "chaos-e$i" \
-        --connect "tcp://127.0.0.1:${PX_PORT[$i]}" --spool "$R_DIR/spool$i" --method "$METHOD" \
+        --connect "tcp://127.0.0.1:${PX_PORT[$i]}" --spool "$R_SPOOLS/spool$i" --method "$METHOD" \
         --seed "$k" --summary "$R_DIR/e$i.$k.summary"
     ENG_PID[$i]=$SPAWNED
     T_INCARNATIONS=$(( T_INCARNATIONS + 1 ))
@@ -329,6 +356,13 @@ do_event() {
         acont)
             kill -CONT "$AGG_PID"; AGG_STOPPED=0
             echo "$(now_ms) cont" >>"$R_DIR/agg_events" ;;
+        sfull | efull) # fill the store's (s) or the spools' (e) disk
+            t=$R_DIR/${kind%full}disk
+            fallocate -l "$(( ($(df -k --output=avail "$t" | tail -1) - 8) * 1024 ))" "$t/ballast" ||
+                rfail "could not fill $t"
+            [ "$kind" = sfull ] && fault store_disk_full || fault spool_disk_full ;;
+        sroom | eroom)
+            rm -f "$R_DIR/${kind%room}disk/ballast" ;;
     esac
 }
 
@@ -363,7 +397,13 @@ make_schedule() {
     done
     t=$(( 500 + RANDOM % 1500 ))
     while [ "$t" -lt "$FAULT_MS" ] && [ $(( RANDOM % 100 )) -lt 60 ]; do
-        if [ $(( RANDOM % 2 )) -eq 0 ]; then
+        if [ "$DISKS" = 1 ] && [ $(( RANDOM % 3 )) -eq 0 ]; then
+            # disk full, the store's or (not before 1.5 s: the spools are
+            # made and reserved by then) the spools'
+            d=$(( 1500 + RANDOM % 1501 ))
+            if [ $(( RANDOM % 2 )) -eq 0 ] || [ "$t" -lt 1500 ]; then k=s; else k=e; fi
+            echo "$t ${k}full 0 -"; echo "$(( t + d )) ${k}room 0 -"
+        elif [ $(( RANDOM % 2 )) -eq 0 ]; then
             d=$(( 200 + RANDOM % 1301 ))
             if [ $(( RANDOM % 2 )) -eq 0 ]; then k=power; else k=kill9; fi
             echo "$t akill 0 $k"; echo "$(( t + d )) arestart 0 -"
@@ -528,9 +568,17 @@ run_round() { # run_round R SEED
     # (not in a pipeline: a subshell would reseed RANDOM)
     make_schedule "$R_N" >"$R_DIR/schedule.raw"
     sort -n -s -k1,1 "$R_DIR/schedule.raw" >"$R_DIR/schedule"
-    say "round $r/$ROUNDS seed=$seed engines=$R_N faults: $(awk '$2 != "pass" && $2 != "arestart" && $2 != "acont" && $2 != "termbh" { printf "%s@%d%s ", $2, $1, ($3 ? "/e" $3 : "") }' "$R_DIR/schedule")"
+    say "round $r/$ROUNDS seed=$seed engines=$R_N faults: $(awk '$2 != "pass" && $2 != "arestart" && $2 != "acont" && $2 != "termbh" && $2 !~ /room$/ { printf "%s@%d%s ", $2, $1, ($3 ? "/e" $3 : "") }' "$R_DIR/schedule")"
     AGG_PID= AGG_BIND= AGG_CTL= AGG_FEED=
     : >"$R_DIR/agg_events"; : >"$R_DIR/fates"
+    R_STORE=$R_DIR/store R_SPOOLS=$R_DIR
+    if [ "$DISKS" = 1 ]; then
+        # a spool reserves its 64 MiB map up front
+        small_fs "$R_DIR/s.img" 48 "$R_DIR/sdisk" &&
+            small_fs "$R_DIR/e.img" $(( R_N * 72 + 16 )) "$R_DIR/edisk" ||
+            { rfail "could not make the round's filesystems"; return; }
+        R_STORE=$R_DIR/sdisk/store R_SPOOLS=$R_DIR/edisk
+    fi
     ENG_PID=() PX_PID=() PX_PORT=() PX_CTL=() PX_MODE=() INC=() BH_AT=() LAST_RC=()
     agg_start || return
     spawn "$R_DIR/feed.txt" "$R_DIR/feed.err" "$E2E_CLI" --control "$AGG_CTL" \
@@ -554,6 +602,7 @@ run_round() { # run_round R SEED
     done <"$R_DIR/schedule"
     # heal: every proxy passes, the aggregator runs
     for i in $(seq 1 "$R_N"); do [ "${PX_MODE[$i]}" = pass ] || px_pass "$i"; done
+    rm -f "$R_DIR/sdisk/ballast" "$R_DIR/edisk/ballast"
     [ -n "$AGG_PID" ] || agg_start
     [ "$AGG_STOPPED" = 0 ] || do_event acont 0 -
     # each engine's last incarnation runs to the end and drains (exit 0); an
@@ -586,6 +635,9 @@ run_round() { # run_round R SEED
     stop_hard "$WATCH_PID"
     for i in $(seq 1 "$R_N"); do stop_hard "${PX_PID[$i]}"; done
     stop_hard "$AGG_PID"
+    umount_all
+    k=$(grep -c "alarm raised code=1007" "$R_DIR/aggregator.log")
+    T_STORE_PAUSED=$(( T_STORE_PAUSED + k ))
     if [ "$R_OK" = 1 ]; then
         T_ROUNDS_OK=$(( T_ROUNDS_OK + 1 ))
         say "round $r ok: $(cat "$R_DIR"/export.*.jsonl | wc -l) records, $(wc -l <"$R_DIR/fates") runs"
@@ -613,9 +665,10 @@ for k in "${!FAULTS[@]}"; do nf=$(( nf + FAULTS[$k] )); done
     printf '  %-34s %s\n' "engines / incarnations (runs)" "$T_ENGINES / $T_INCARNATIONS"
     printf '  %-34s %s\n' "faults injected" "$nf"
     for k in cut reset blackhole delay throttle engine_kill9 engine_powerloss engine_sigterm \
-        aggregator_kill9 aggregator_powerloss aggregator_sigstop; do
+        aggregator_kill9 aggregator_powerloss aggregator_sigstop store_disk_full spool_disk_full; do
         printf '    %-32s %s\n' "$k" "${FAULTS[$k]:-0}"
     done
+    printf '  %-34s %s\n' "store full: ingestion paused" "$T_STORE_PAUSED times"
     printf '  %-34s %s\n' "records checked" "$T_RECORDS"
     printf '  %-34s %s\n' "lost" "$T_LOST"
     printf '  %-34s %s\n' "duplicated" "$T_DUP"

@@ -905,6 +905,57 @@ Test(store, an_engine_back_idle_closes_its_open_run_and_keeps_the_named_one)
     hf_store_close(&st);
 }
 
+/* An engine said HELLO idle with its control backlog ending at seq 2; the
+ * backlog and the run it started since arrive in ONE commit (the store was
+ * full, or the aggregator stopped, while they queued up). The
+ * reconciliation happens exactly at seq 2: run 100 ends, run 200, started
+ * after the HELLO, is left running (closing after the commit ended it too:
+ * a chaos finding). */
+Test(store, a_reconciliation_inside_a_commit_spares_runs_started_after_the_hello)
+{
+    hf_store_t *st = s_open();
+    s_event_rec(st, "e", 1, 100, HF_EV_RUN_STARTED, T0 + 1);
+    hf_record_t r[6];
+    hf_record_event(&r[0], 100, T0 + 2, T0 + 2, HF_EV_STEP, 1, "m");
+    hf_record_event(&r[1], 200, T0 + 3, T0 + 3, HF_EV_RUN_STARTED, 0, "m");
+    hf_record_event(&r[2], 200, T0 + 4, T0 + 4, HF_EV_STEP, 1, "m");
+    hf_record_event(&r[3], 200, T0 + 5, T0 + 5, HF_EV_STEP, 2, "m");
+    hf_record_event(&r[4], 200, T0 + 6, T0 + 6, HF_EV_STEP, 3, "m");
+    for (int i = 0; i < 5; i++)
+        r[i].seq = 2 + (uint64_t)i;
+    hf_store_batch_t b[2] = {
+        {.engine = "e", .epoch = EPOCH_A, .lane = HF_LANE_CONTROL, .recs = &r[0], .n = 3,
+         .close_after = 2, .close_keep = 0},
+        /* the same session's next segment in the same group */
+        {.engine = "e", .epoch = EPOCH_A, .lane = HF_LANE_CONTROL, .recs = &r[3], .n = 2,
+         .close_after = 2, .close_keep = 0},
+    };
+    cr_assert_eq(hf_store_commit_many(st, b, 2, T0), HF_OK);
+    cr_assert_eq(b[0].rc, HF_OK);
+    cr_assert_eq(b[1].rc, HF_OK);
+    cr_assert(b[0].closed, "the first segment crosses seq 2");
+    cr_assert_not(b[1].closed, "the second starts past it: nothing to reconcile");
+    hf_store_run_t run;
+    cr_assert_eq(hf_store_run_get(st, "e", 100, &run), HF_OK);
+    cr_assert_eq(run.state, HF_RUN_INTERRUPTED);
+    cr_assert_str_eq(run.cause, "engine restarted");
+    cr_assert_eq(run.ended_ts_ns, T0 + 2);
+    cr_assert_eq(hf_store_run_get(st, "e", 200, &run), HF_OK);
+    cr_assert_eq(run.state, HF_RUN_RUNNING, "run 200 began after the HELLO: %s",
+                 hf_run_state_name(run.state));
+    cr_assert_eq(run.control, 4);
+    /* a batch that stays inside the backlog does not reconcile */
+    hf_record_event(&r[5], 200, T0 + 7, T0 + 7, HF_EV_STEP, 4, "m");
+    r[5].seq = 7;
+    hf_store_batch_t c = {.engine = "e", .epoch = EPOCH_A, .lane = HF_LANE_CONTROL,
+                          .recs = &r[5], .n = 1, .close_after = 9, .close_keep = 0};
+    cr_assert_eq(hf_store_commit_many(st, &c, 1, T0), HF_OK);
+    cr_assert_not(c.closed);
+    cr_assert_eq(hf_store_run_get(st, "e", 200, &run), HF_OK);
+    cr_assert_eq(run.state, HF_RUN_RUNNING);
+    hf_store_close(&st);
+}
+
 typedef struct {
     hf_store_outage_t v[16];
     size_t n;
