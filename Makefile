@@ -39,14 +39,16 @@ bench: deps
 	HF_BIN=$(BUILD) scripts/bench.sh
 
 # libFuzzer over every decoder facing outside input (clang). FUZZ_SECONDS
-# per target; crashes land in $(FUZZ_BUILD)/crashes and fail the target.
+# per target, or FUZZ_RUNS executions each (issue 8: FUZZ_RUNS=10000000);
+# crashes land in $(FUZZ_BUILD)/crashes and fail the target.
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS    ?=
 fuzz: deps
 	@scripts/deps.sh --fuzz
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DHF_FUZZ=ON -DHF_BUILD_TESTS=OFF
 	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_frame fuzz_record fuzz_control fuzz_method fuzz_scenario fuzz_config
-	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+	FUZZ_RUNS=$(FUZZ_RUNS) scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 # The chaos suite (docs/chaos.md): CHAOS_ROUNDS rounds of real processes
 # under random faults from CHAOS_SEED (default: from the clock, printed),
