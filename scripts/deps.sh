@@ -4,6 +4,9 @@
 set -euo pipefail
 pkgs=(gcc make cmake pkg-config libzmq3-dev libczmq-dev libmsgpack-dev liblmdb-dev libcriterion-dev
       lmdb-utils libmicrohttpd-dev)
+if [ "${1:-}" = --net ]; then
+    pkgs=(iproute2 iptables) # tests/chaos/net.sh: namespaces, tc, the loss rule
+fi
 if [ "${1:-}" = --fuzz ]; then
     pkgs=(clang libclang-rt-14-dev) # libFuzzer's runtime
 fi

@@ -8,6 +8,20 @@
  *   batches costs no memory beyond the in-flight ring of last seqs.
  * - The control lane is offered before the data lane on every call, which
  *   is what keeps run outcomes and alarms from waiting behind samples.
+ * - Pacing: a batch is at most `batch` records, per lane, adapted to the
+ *   link. Every ACK carries a round trip (sent -> acked), which includes
+ *   the time the batch queued behind the others in flight: a quick one
+ *   (<= peer_timeout / 8) doubles `batch` up to batch_max, a slow one
+ *   (> peer_timeout / 3) halves it. On a fast link the cap reaches
+ *   batch_max within a few ACKs; on a slow one (64 kB/s) it settles where
+ *   a window of batches crosses the link in well under the peer timeout.
+ *   Without it, one batch of batch_max records (~600 kB) takes longer than
+ *   the peer timeout to cross such a link: both sides' watchdogs fire
+ *   before any frame completes, and the link reconnects forever without
+ *   progress (tests/chaos/net.sh, case netem).
+ * - "Batch not acknowledged in time" counts from the later of the oldest
+ *   batch's send and the lane's last ACK progress: a batch that waited
+ *   behind others is not late while ACKs keep coming.
  */
 #include "hf_link.h"
 
@@ -17,6 +31,8 @@
 #include <string.h>
 
 #define S_MAX_WINDOW 64
+#define S_BATCH_START 64 /* records: a lane's first batch cap on a new link */
+#define S_BATCH_MIN 8    /* records: the cap never goes below this          */
 #define S_QUEUE 16
 #define S_FRAME_MAX 256 /* bytes: HELLO is the largest control frame */
 
@@ -37,6 +53,8 @@ typedef struct {
     hf_ms_t inflight_at[S_MAX_WINDOW]; /* when each was sent (ms)        */
     uint32_t head;      /* ring index of the oldest in-flight batch      */
     uint32_t count;     /* batches in flight                             */
+    uint32_t batch;     /* records per batch now (pacing, see top)       */
+    hf_ms_t progress_at; /* ms: the last ACK that moved acked           */
     bool asking;        /* a SEND_BATCH action is out, awaiting batch_sent */
 } s_lane_t;
 
@@ -138,6 +156,8 @@ hf_link_new(const hf_link_opts_t *opts, hf_err_t *err)
     snprintf(self->engine, sizeof self->engine, "%s", opts->engine_id);
     self->opts.engine_id = self->engine;
     self->state = HF_LINK_DOWN;
+    for (int l = 0; l < HF_LANE_COUNT; l++)
+        self->lane[l].batch = S_BATCH_START < opts->batch_max ? S_BATCH_START : opts->batch_max;
     if (err)
         *err = HF_OK;
     return self;
@@ -207,17 +227,33 @@ hf_link_disconnected(hf_link_t *self, hf_ms_t now)
     s_check_invariants(self);
 }
 
+/* Pacing (see top): adapt the lane's batch cap to a batch's round trip. */
 static void
-s_acked(hf_link_t *self, uint8_t lane, uint64_t seq)
+s_pace(hf_link_t *self, s_lane_t *ln, hf_ms_t rtt)
+{
+    uint32_t t = self->opts.peer_timeout_ms;
+    if (rtt <= t / 8 && ln->batch < self->opts.batch_max)
+        ln->batch = ln->batch > self->opts.batch_max / 2 ? self->opts.batch_max : ln->batch * 2;
+    else if (rtt > t / 3 && ln->batch > S_BATCH_MIN)
+        ln->batch = ln->batch / 2 < S_BATCH_MIN ? S_BATCH_MIN : ln->batch / 2;
+}
+
+static void
+s_acked(hf_link_t *self, uint8_t lane, uint64_t seq, hf_ms_t now)
 {
     s_lane_t *ln = &self->lane[lane];
     if (seq <= ln->acked)
         return;
     ln->acked = seq;
+    ln->progress_at = now;
+    hf_ms_t sent_at = HF_MS_NEVER;
     while (ln->count > 0 && ln->inflight[ln->head] <= seq) {
+        sent_at = ln->inflight_at[ln->head];
         ln->head = (ln->head + 1) % S_MAX_WINDOW;
         ln->count--;
     }
+    if (sent_at != HF_MS_NEVER && now >= sent_at)
+        s_pace(self, ln, now - sent_at);
     s_action_t *a = s_push(self, HF_LINK_ACT_TRIM);
     if (a) {
         a->lane = lane;
@@ -273,7 +309,7 @@ hf_link_on_frame(hf_link_t *self, const uint8_t *buf, size_t len, hf_ms_t now)
                  * sees a gap when it reads and reports it. */
                 ln->acked = w->acked[l];
             }
-            s_acked(self, (uint8_t)l, w->acked[l]);
+            s_acked(self, (uint8_t)l, w->acked[l], now);
             ln->count = 0;
             ln->head = 0;
             ln->asking = false;
@@ -302,7 +338,7 @@ hf_link_on_frame(hf_link_t *self, const uint8_t *buf, size_t len, hf_ms_t now)
              * so this is a broken peer. */
             return s_fail(self);
         }
-        s_acked(self, f.u.ack.lane, f.u.ack.seq);
+        s_acked(self, f.u.ack.lane, f.u.ack.seq, now);
         break;
     }
     case HF_FRAME_PING: {
@@ -326,6 +362,15 @@ hf_link_on_frame(hf_link_t *self, const uint8_t *buf, size_t len, hf_ms_t now)
     return HF_OK;
 }
 
+/* Since when the lane's oldest batch has waited for an ACK: its send, or
+ * the last ACK progress if that came later. */
+static hf_ms_t
+s_waiting_since(const s_lane_t *ln)
+{
+    hf_ms_t t = ln->inflight_at[ln->head];
+    return ln->progress_at > t ? ln->progress_at : t;
+}
+
 void
 hf_link_on_timer(hf_link_t *self, hf_ms_t now)
 {
@@ -343,7 +388,9 @@ hf_link_on_timer(hf_link_t *self, hf_ms_t now)
     }
     for (int l = 0; l < HF_LANE_COUNT; l++) {
         s_lane_t *ln = &self->lane[l];
-        if (ln->count > 0 && now - ln->inflight_at[ln->head] >= self->opts.peer_timeout_ms) {
+        if (ln->count > 0 && now - s_waiting_since(ln) >= self->opts.peer_timeout_ms) {
+            /* a slower link next time: a quarter of the batch */
+            ln->batch = ln->batch / 4 < S_BATCH_MIN ? S_BATCH_MIN : ln->batch / 4;
             s_go_down(self, "batch not acknowledged in time");
             return;
         }
@@ -430,7 +477,7 @@ hf_link_next_action(hf_link_t *self, hf_link_action_t *out)
         out->lane = (uint8_t)l;
         out->seq = ln->sent + 1;
         uint64_t avail = ln->committed - ln->sent;
-        out->max = avail < self->opts.batch_max ? (uint32_t)avail : self->opts.batch_max;
+        out->max = avail < ln->batch ? (uint32_t)avail : ln->batch;
         return true;
     }
     return false;
@@ -452,7 +499,7 @@ hf_link_deadline(const hf_link_t *self)
         for (int l = 0; l < HF_LANE_COUNT; l++) {
             const s_lane_t *ln = &self->lane[l];
             if (ln->count > 0) {
-                hf_ms_t b = ln->inflight_at[ln->head] + self->opts.peer_timeout_ms;
+                hf_ms_t b = s_waiting_since(ln) + self->opts.peer_timeout_ms;
                 if (b < d)
                     d = b;
             }

@@ -14,15 +14,18 @@
 #              peak RssAnon < start + 16 MiB; VmRSS, which also counts the
 #              spool's mapped pages, is reported), and nothing is lost (the store holds
 #              exactly 1..committed per lane, run completed with all samples).
-#   netem      (root, iproute2, sch_netem) aggregator and engine in two network
+#   netem      (root, iproute2) aggregator and engine in two network
 #              namespaces joined by a veth pair, both ends shaped with
 #              `netem delay 300ms 100ms loss 10% rate 512kbit` (64 kB/s); the
 #              aggregator keeps its default watchdog (3000 ms). The engine runs
-#              tests/chaos/chaos.method: no "unavailable" before its clean
-#              shutdown (no false alarm), and the store exact. Without netem
-#              (a kernel without sch_netem) the case says so and runs with
-#              `tbf rate 512kbit` only (the rate, no delay, no loss), so the
-#              namespace plumbing is still exercised.
+#              tests/chaos/netem.method (30 s): no "unavailable" before its clean
+#              shutdown (no false alarm), and the store exact. On a kernel
+#              without sch_netem the same link is emulated: the rate with
+#              `tbf rate 512kbit`, the loss with an iptables statistic rule
+#              (10 % of packets dropped on each veth's egress; needs
+#              iptables: scripts/deps.sh --net), and the delay with hf-proxy
+#              (`delay 300 100`: each chunk 300 +/- 100 ms, each direction)
+#              on the path between the namespaces. Loss not emulated: FAIL.
 #
 # Environment: HF_CHAOS_NET=1 (required), HF_NET_CASES (default "reconnect
 # sigstop netem"), HF_NET_RECONNECTS, HF_NET_STOP_S, HF_BIN, HF_PROXY,
@@ -167,8 +170,41 @@ s_check() {
     return $rc
 }
 
+# s_shape NS DEV: rate, loss and (with netem) delay on DEV's egress in NS.
+# Sets NM_HOW (what is emulated how). With netem: the issue's qdisc as is.
+# Without (a kernel with no sch_netem): the rate with tbf, the loss with an
+# iptables statistic rule (real packets dropped, TCP retransmits them), and
+# the delay in an hf-proxy on the aggregator's side (below).
+NM_NETEM=
+s_shape() {
+    local ns=$1 dev=$2
+    if [ -z "$NM_NETEM" ]; then
+        if ip netns exec "$ns" tc qdisc add dev "$dev" root netem delay 300ms 100ms loss 10% \
+            rate 512kbit 2>"$E2E_DIR/tc.err"; then
+            NM_NETEM=yes
+        else
+            NM_NETEM=no
+            say "netem unavailable here ($(head -1 "$E2E_DIR/tc.err")): emulating it"
+        fi
+    elif [ "$NM_NETEM" = yes ]; then
+        ip netns exec "$ns" tc qdisc add dev "$dev" root netem delay 300ms 100ms loss 10% rate 512kbit
+    fi
+    [ "$NM_NETEM" = yes ] && { NM_HOW="netem delay 300ms 100ms loss 10% rate 512kbit"; return 0; }
+    ip netns exec "$ns" tc qdisc add dev "$dev" root tbf rate 512kbit burst 16kb latency 2s
+    NM_HOW="tbf rate 512kbit"
+    if command -v iptables >/dev/null &&
+        ip netns exec "$ns" iptables -A OUTPUT -o "$dev" -m statistic --mode random \
+            --probability 0.10 -j DROP 2>>"$E2E_DIR/tc.err"; then
+        NM_HOW="$NM_HOW + iptables statistic DROP 10%"
+    else
+        NM_HOW="$NM_HOW (NO LOSS: iptables with the statistic match unavailable: $(tail -1 "$E2E_DIR/tc.err" 2>/dev/null))"
+        NM_LOSS_MISSING=1
+    fi
+}
+
 case_netem() {
-    local a=hfc-agg-$$ e=hfc-eng-$$ qd id=nm-eng sum line port ctl
+    local a=hfc-agg-$$ e=hfc-eng-$$ id=nm-eng sum line port ep
+    NM_LOSS_MISSING=
     if [ "$(id -u)" -ne 0 ] || ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
         say "case netem: SKIPPED (needs root and iproute2: apt-get install iproute2)"; return
     fi
@@ -180,17 +216,15 @@ case_netem() {
     ip link add hfa$$ netns "$a" type veth peer name hfe$$ netns "$e"
     ip -n "$a" addr add 10.77.0.1/24 dev hfa$$; ip -n "$a" link set hfa$$ up; ip -n "$a" link set lo up
     ip -n "$e" addr add 10.77.0.2/24 dev hfe$$; ip -n "$e" link set hfe$$ up; ip -n "$e" link set lo up
-    qd="netem delay 300ms 100ms loss 10% rate 512kbit"
-    if ! ip netns exec "$a" tc qdisc add dev hfa$$ root $qd 2>"$E2E_DIR/tc.err"; then
-        say "case netem: netem unavailable here ($(head -1 "$E2E_DIR/tc.err")): running with" \
-            "'tbf rate 512kbit' only (no delay, no loss): a partial run"
-        qd="tbf rate 512kbit burst 16kb latency 2s"
-        ip netns exec "$a" tc qdisc add dev hfa$$ root $qd
+    s_shape "$a" hfa$$
+    s_shape "$e" hfe$$
+    if [ "$NM_NETEM" = yes ]; then
+        ip netns exec "$a" "$E2E_AGG" --bind "tcp://10.77.0.1:*" --control "tcp://127.0.0.1:*" \
+            --data "$E2E_DIR/store.netem" >"$E2E_DIR/agg.netem.log" 2>&1 &
+    else
+        ip netns exec "$a" "$E2E_AGG" --bind "tcp://127.0.0.1:*" --control "tcp://127.0.0.1:*" \
+            --data "$E2E_DIR/store.netem" >"$E2E_DIR/agg.netem.log" 2>&1 &
     fi
-    ip netns exec "$e" tc qdisc add dev hfe$$ root $qd
-    say "case netem: aggregator in netns $a, engine in $e, both ends: $qd"
-    ip netns exec "$a" "$E2E_AGG" --bind "tcp://10.77.0.1:*" --control "tcp://127.0.0.1:*" \
-        --data "$E2E_DIR/store.netem" >"$E2E_DIR/agg.netem.log" 2>&1 &
     AGG_PID=$!
     e2e_track "$AGG_PID"
     s_l() { grep -q "listening engines=" "$E2E_DIR/agg.netem.log"; }
@@ -198,21 +232,44 @@ case_netem() {
     line=$(grep "listening engines=" "$E2E_DIR/agg.netem.log" | tail -1)
     AGG_ENGINES=$(sed -E 's/.*engines=([^ ]+).*/\1/' <<<"$line")
     AGG_CONTROL=$(sed -E 's/.*control=([^ ]+).*/\1/' <<<"$line")
+    ep=$AGG_ENGINES
+    if [ "$NM_NETEM" = no ]; then
+        # the delay: 300 +/- 100 ms per chunk, each direction, on the path
+        # between the namespaces (the proxy listens on the veth address)
+        ip netns exec "$a" "$PROXY" --upstream "127.0.0.1:${AGG_ENGINES##*:}" \
+            --listen 10.77.0.1:0 >"$E2E_DIR/nmproxy.out" 2>"$E2E_DIR/nmproxy.log" &
+        local px=$!
+        e2e_track "$px"
+        s_px() { grep -qE '^listen [0-9]+ ctl [0-9]+$' "$E2E_DIR/nmproxy.out"; }
+        e2e_wait_until 10 s_px || fail "proxy printed no ports"
+        local pport cport
+        read -r _ pport _ cport <"$E2E_DIR/nmproxy.out"
+        ip netns exec "$a" "$PROXY" --ctl "$cport" delay 300 100 >/dev/null ||
+            fail "proxy refused 'delay 300 100'"
+        NM_HOW="$NM_HOW + hf-proxy delay 300 ms +/- 100 ms per direction"
+        ep=tcp://10.77.0.1:$pport
+    fi
+    say "case netem: aggregator in netns $a, engine in $e, each way: $NM_HOW"
     cli() { ip netns exec "$a" "$E2E_CLI" --control "$AGG_CONTROL" --timeout 10000 "$@"; }
-    ip netns exec "$e" "$E2E_ENG" --id "$id" --connect "$AGG_ENGINES" --spool "$E2E_DIR/nm.spool" \
-        --method "$CH_HERE/chaos.method" --summary "$E2E_DIR/nm.summary" --drain-timeout 300000 \
+    ip netns exec "$e" "$E2E_ENG" --id "$id" --connect "$ep" --spool "$E2E_DIR/nm.spool" \
+        --method "$CH_HERE/netem.method" --summary "$E2E_DIR/nm.summary" --drain-timeout 300000 \
         >"$E2E_DIR/nm.out" 2>"$E2E_DIR/nm.log" &
-    local eng=$!
+    local eng=$! t0
+    t0=$(date +%s)
     e2e_track "$eng"
     e2e_wait_exit "$eng" 330 || fail "engine did not drain within 330 s over the shaped link"
     [ "$E2E_RC" -eq 0 ] || { tail -5 "$E2E_DIR/nm.log"; fail "engine rc=$E2E_RC"; }
     sum=$(cat "$E2E_DIR/nm.summary")
-    say "engine: $sum"
-    local false_un
+    say "engine: $sum (ran and drained in $(( $(date +%s) - t0 )) s)"
+    local false_un drops
     false_un=$(grep -E "engine=$id unavailable" "$E2E_DIR/agg.netem.log" | grep -vc "clean shutdown" || true)
+    drops=$(for n in "$a" "$e"; do ip netns exec "$n" iptables -L OUTPUT -v -n -x 2>/dev/null; done |
+        awk '/statistic/ { n += $1 } END { print n + 0 }')
     say "netem: $false_un 'unavailable' before the clean shutdown (watchdog 3000 ms)," \
-        "$(grep -cE "engine=$id reconnected" "$E2E_DIR/agg.netem.log" || true) reconnects"
+        "$(grep -cE "engine=$id reconnected" "$E2E_DIR/agg.netem.log" || true) reconnects," \
+        "packets dropped: ${drops:-0}"
     [ "$false_un" -eq 0 ] || { grep -E "engine=$id unavailable" "$E2E_DIR/agg.netem.log" | head -3; ok=0; }
+    [ -z "$NM_LOSS_MISSING" ] || { say "FAIL: loss not emulated (see above)"; ok=0; }
     s_check "$id" "$sum" || ok=0
     e2e_agg_stop
     cli() { "$E2E_CLI" --control "$AGG_CONTROL" --timeout 5000 "$@"; }

@@ -51,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hf_log.h"
@@ -99,6 +100,8 @@ typedef struct {
     s_mode_t mode;
     bool refuse;
     uint64_t delay_ms;             /* ms */
+    uint64_t jitter_ms;            /* ms: each chunk's delay is delay +/- this */
+    uint64_t rng;                  /* xorshift state for the jitter */
     uint64_t rate;                 /* bytes/s, 0 = unlimited */
     uint64_t next_id;
     uint64_t accepted, refused, closed;
@@ -125,7 +128,19 @@ s_usage(FILE *out)
             "       hf-proxy --ctl PORT COMMAND [ARG]\n"
             "Prints \"listen PORT ctl PORT\" first (port 0 = the kernel picks).\n"
             "Commands: pass cut reset blackhole refuse halfopen stats\n"
-            "          delay MS  throttle BYTES_PER_S\n");
+            "          delay MS [JITTER_MS]  throttle BYTES_PER_S\n");
+}
+
+/* This chunk's delay: delay_ms +/- a uniform jitter_ms (the pipe keeps
+ * chunks in order whatever their ready times: a TCP stream cannot reorder). */
+static uint64_t
+s_chunk_delay(s_proxy_t *p)
+{
+    if (p->jitter_ms == 0)
+        return p->delay_ms;
+    p->rng ^= p->rng << 13, p->rng ^= p->rng >> 7, p->rng ^= p->rng << 17;
+    uint64_t span = 2 * p->jitter_ms + 1;
+    return p->delay_ms - p->jitter_ms + p->rng % span;
 }
 
 static int
@@ -310,7 +325,7 @@ s_read_into(s_proxy_t *p, int fd, hf_pxpipe_t *pipe, bool *eof, hf_ms_t now)
         if (n < 0)
             return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
         if (pipe)
-            hf_pxpipe_push(pipe, buf, (size_t)n, now + p->delay_ms);
+            hf_pxpipe_push(pipe, buf, (size_t)n, now + s_chunk_delay(p));
         else
             p->dropped_bytes += (uint64_t)n;
         if ((size_t)n < want)
@@ -438,6 +453,7 @@ s_ctl_exec(s_proxy_t *p, s_ctl_t *k, const char *line, size_t len, hf_ms_t now)
         p->mode = S_MODE_PASS;
         p->refuse = false;
         p->delay_ms = 0;
+        p->jitter_ms = 0;
         p->rate = 0;
         break;
     case HF_PXCMD_CUT:
@@ -453,18 +469,19 @@ s_ctl_exec(s_proxy_t *p, s_ctl_t *k, const char *line, size_t len, hf_ms_t now)
     case HF_PXCMD_BLACKHOLE: p->mode = S_MODE_BLACKHOLE; break;
     case HF_PXCMD_HALFOPEN: p->mode = S_MODE_HALFOPEN; break;
     case HF_PXCMD_REFUSE: p->refuse = true; break;
-    case HF_PXCMD_DELAY: p->delay_ms = cmd.arg; break;
+    case HF_PXCMD_DELAY: p->delay_ms = cmd.arg, p->jitter_ms = cmd.arg2; break;
     case HF_PXCMD_THROTTLE: p->rate = cmd.arg; break;
     case HF_PXCMD_STATS:
         snprintf(out, sizeof out,
                  "ok conns=%" PRIu32 " accepted=%" PRIu64 " refused=%" PRIu64 " closed=%" PRIu64
                  " up_bytes=%" PRIu64 " down_bytes=%" PRIu64 " dropped_bytes=%" PRIu64
-                 " mode=%s refuse=%d delay_ms=%" PRIu64 " throttle=%" PRIu64,
+                 " mode=%s refuse=%d delay_ms=%" PRIu64 " jitter_ms=%" PRIu64
+                 " throttle=%" PRIu64,
                  p->nconns, p->accepted, p->refused, p->closed, p->up_bytes, p->down_bytes,
                  p->dropped_bytes,
                  p->mode == S_MODE_PASS ? "pass"
                  : p->mode == S_MODE_BLACKHOLE ? "blackhole" : "halfopen",
-                 p->refuse, p->delay_ms, p->rate);
+                 p->refuse, p->delay_ms, p->jitter_ms, p->rate);
         break;
     }
     if (cmd.kind == HF_PXCMD_PASS || cmd.kind == HF_PXCMD_THROTTLE) {
@@ -665,6 +682,7 @@ main(int argc, char **argv)
     const char *listen_spec = "0", *upstream = NULL, *ctl_spec = "0";
     s_proxy_t p;
     memset(&p, 0, sizeof p);
+    p.rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)getpid() << 20) ^ (uint64_t)time(NULL);
     p.max_conns = S_DEFAULT_CONNS;
     p.buffer = S_DEFAULT_BUFFER;
     p.lfd = p.ctl_lfd = -1;

@@ -22,13 +22,14 @@ static const struct {
     hf_pxcmd_kind_t kind;
     int args;      /* 0 or 1 */
     uint64_t max;  /* argument's upper bound */
+    int opt;       /* optional arguments after it: 0 or 1 (delay's jitter) */
 } s_table[] = {
     {"pass", HF_PXCMD_PASS, 0, 0},
     {"cut", HF_PXCMD_CUT, 0, 0},
     {"reset", HF_PXCMD_RESET, 0, 0},
     {"blackhole", HF_PXCMD_BLACKHOLE, 0, 0},
     {"refuse", HF_PXCMD_REFUSE, 0, 0},
-    {"delay", HF_PXCMD_DELAY, 1, HF_PXCMD_DELAY_MAX},
+    {"delay", HF_PXCMD_DELAY, 1, HF_PXCMD_DELAY_MAX, 1},
     {"throttle", HF_PXCMD_THROTTLE, 1, HF_PXPIPE_MAX_RATE},
     {"halfopen", HF_PXCMD_HALFOPEN, 0, 0},
     {"stats", HF_PXCMD_STATS, 0, 0},
@@ -66,7 +67,8 @@ s_number(const s_word_t *w, uint64_t max, uint64_t *out)
         char c = w->p[i];
         if (c < '0' || c > '9')
             return HF_EINVAL;
-        if (v > (max - (uint64_t)(c - '0')) / 10)
+        uint64_t d = (uint64_t)(c - '0');
+        if (d > max || v > (max - d) / 10) /* d > max first: max - d must not wrap */
             return HF_EINVAL;
         v = v * 10 + (uint64_t)(c - '0');
     }
@@ -100,17 +102,22 @@ hf_pxcmd_parse(const char *line, size_t len, hf_pxcmd_t *out, const char **why)
     for (size_t k = 0; k < sizeof s_table / sizeof s_table[0]; k++) {
         if (strlen(s_table[k].name) != w[0].n || memcmp(s_table[k].name, w[0].p, w[0].n) != 0)
             continue;
-        if (n - 1 != s_table[k].args) {
+        if (n - 1 < s_table[k].args || n - 1 > s_table[k].args + s_table[k].opt) {
             *why = s_table[k].args ? "missing or extra argument" : "unexpected argument";
             return HF_EINVAL;
         }
-        uint64_t arg = 0;
+        uint64_t arg = 0, arg2 = 0;
         if (s_table[k].args && s_number(&w[1], s_table[k].max, &arg) != HF_OK) {
             *why = "argument must be a decimal number within range";
             return HF_EINVAL;
         }
+        if (n - 1 > s_table[k].args && s_number(&w[2], arg, &arg2) != HF_OK) {
+            *why = "jitter must be a decimal number no larger than the delay";
+            return HF_EINVAL;
+        }
         out->kind = s_table[k].kind;
         out->arg = arg;
+        out->arg2 = arg2;
         return HF_OK;
     }
     *why = "unknown command";

@@ -4,7 +4,8 @@
  * Grammar (one command per line, words separated by spaces or tabs, a
  * trailing CR/LF ignored, keywords lower case):
  *   pass | cut | reset | blackhole | refuse | halfopen | stats
- *   delay MS            0..600000 (0 = no delay)
+ *   delay MS [JITTER]   0..600000 (0 = no delay); each chunk waits MS +/- a
+ *                       uniform JITTER (0..MS) ms, order kept (a stream)
  *   throttle BYTES_S    0..HF_PXPIPE_MAX_RATE (0 = unlimited)
  * Anything else (unknown word, missing/extra/non-decimal/out-of-range
  * argument, a line over HF_PXCMD_LINE_MAX bytes) is refused with a reason.
@@ -38,7 +39,8 @@ typedef enum {
 
 typedef struct {
     hf_pxcmd_kind_t kind;
-    uint64_t arg; /* DELAY: ms; THROTTLE: bytes/s; else 0 */
+    uint64_t arg;  /* DELAY: ms; THROTTLE: bytes/s; else 0 */
+    uint64_t arg2; /* DELAY: jitter ms (<= arg); else 0 */
 } hf_pxcmd_t;
 
 /* Parse line[0..len). HF_OK and *out filled, or HF_EINVAL with *why (a

@@ -49,6 +49,24 @@ Test(pxcmd, takes_delay_and_throttle_arguments, .timeout = 10)
     cr_assert_eq(c.arg, HF_PXPIPE_MAX_RATE);
 }
 
+Test(pxcmd, takes_a_jitter_no_larger_than_the_delay, .timeout = 10)
+{
+    hf_pxcmd_t c;
+    const char *why = NULL;
+    cr_assert_eq(s_parse("delay 300 100", &c, &why), HF_OK);
+    cr_assert_eq(c.kind, HF_PXCMD_DELAY);
+    cr_assert_eq(c.arg, 300);
+    cr_assert_eq(c.arg2, 100);
+    cr_assert_eq(s_parse("delay 300 300", &c, &why), HF_OK);
+    cr_assert_eq(c.arg2, 300);
+    cr_assert_eq(s_parse("delay 300", &c, &why), HF_OK);
+    cr_assert_eq(c.arg2, 0, "no jitter unless given");
+    cr_assert_eq(s_parse("delay 300 301", &c, &why), HF_EINVAL, "a jitter past the delay");
+    cr_assert_str_eq(why, "jitter must be a decimal number no larger than the delay");
+    cr_assert_eq(s_parse("delay 300 100 7", &c, &why), HF_EINVAL);
+    cr_assert_eq(s_parse("throttle 100 5", &c, &why), HF_EINVAL, "only delay has a second");
+}
+
 Test(pxcmd, ignores_blanks_and_line_endings, .timeout = 10)
 {
     hf_pxcmd_t c;

@@ -99,9 +99,95 @@ Test(link, handshake_then_streams_control_lane_first, .timeout = 10)
     cr_assert(hf_link_next_action(l, &a));
     cr_assert_eq(a.lane, HF_LANE_DATA);
     cr_assert_eq(a.seq, 1);
-    cr_assert_eq(a.max, 100);
+    cr_assert_eq(a.max, 64, "a new link starts at 64 records a batch (pacing)");
     hf_link_destroy(&l);
     cr_assert_null(l);
+}
+
+/* Send one batch of what the link asks on lane DATA, ack it after rtt ms;
+ * returns its size. */
+static uint32_t
+s_round(hf_link_t *l, uint64_t *next, hf_ms_t *now, hf_ms_t rtt)
+{
+    hf_link_action_t a;
+    while (hf_link_next_action(l, &a))
+        if (a.type == HF_LINK_ACT_SEND_BATCH)
+            break;
+    cr_assert_eq(a.type, HF_LINK_ACT_SEND_BATCH);
+    cr_assert_eq(a.seq, *next);
+    uint32_t n = a.max;
+    hf_link_batch_sent(l, a.lane, *next + n - 1, *now);
+    *now += rtt;
+    s_ack(l, HF_LANE_DATA, *next + n - 1, *now, HF_OK);
+    *next += n;
+    return n;
+}
+
+/* Pacing: quick ACKs grow the batch to batch_max, slow ones shrink it (a
+ * batch must cross a slow link well within the peer timeout), and it
+ * never goes below 8 records. */
+Test(link, batches_grow_on_a_fast_link_and_shrink_on_a_slow_one, .timeout = 10)
+{
+    hf_link_opts_t o = {.engine_id = "eng-1", .epoch = EPOCH, .window = 1,
+                        .batch_max = HF_PROTO_MAX_BATCH, .heartbeat_ms = 1000,
+                        .peer_timeout_ms = 3000};
+    hf_err_t err;
+    hf_link_t *l = hf_link_new(&o, &err);
+    cr_assert_not_null(l);
+    hf_link_committed(l, HF_LANE_DATA, 10000000);
+    s_connect(l, 0, 10000000, 0);
+    s_welcome(l, 0, 0, 1);
+    uint64_t next = 1;
+    hf_ms_t now = 2;
+    uint32_t n = 0;
+    for (int i = 0; i < 12; i++)
+        n = s_round(l, &next, &now, 5); /* a fast link: 5 ms */
+    cr_assert_eq(n, HF_PROTO_MAX_BATCH, "grown to batch_max: %u", n);
+    uint32_t prev = n;
+    n = s_round(l, &next, &now, 1500); /* slow: > peer_timeout / 3 */
+    cr_assert_eq(n, prev, "the batch that was slow was sent before the news");
+    n = s_round(l, &next, &now, 1500);
+    cr_assert_eq(n, prev / 2, "halved after a slow round trip: %u", n);
+    for (int i = 0; i < 20; i++)
+        n = s_round(l, &next, &now, 2000);
+    cr_assert_eq(n, 8, "never below 8 records");
+    n = s_round(l, &next, &now, 600); /* between: held */
+    cr_assert_eq(n, 8);
+    n = s_round(l, &next, &now, 600);
+    cr_assert_eq(n, 8, "a middling round trip neither grows nor shrinks");
+    cr_assert_eq(hf_link_state(l), HF_LINK_STREAMING, "slow but never late: no reconnect");
+    hf_link_destroy(&l);
+}
+
+/* A batch that waited behind others is not late while ACKs keep coming:
+ * the timeout counts from the lane's last ACK progress. */
+Test(link, a_batch_is_late_only_without_ack_progress, .timeout = 10)
+{
+    hf_link_t *l = s_new(4);
+    hf_link_committed(l, HF_LANE_DATA, 1000);
+    s_connect(l, 0, 1000, 0);
+    s_welcome(l, 0, 0, 0);
+    hf_link_action_t a;
+    uint64_t next = 1;
+    for (int i = 0; i < 4; i++) { /* four batches in flight, all sent at t=0 */
+        while (hf_link_next_action(l, &a) && a.type != HF_LINK_ACT_SEND_BATCH)
+            ;
+        cr_assert_eq(a.type, HF_LINK_ACT_SEND_BATCH);
+        hf_link_batch_sent(l, a.lane, next + a.max - 1, 0);
+        next += a.max;
+    }
+    /* the link carries one batch per 2 s: each ACK comes 2 s after the last */
+    uint64_t acked = 64;
+    for (hf_ms_t t = 2000; t <= 6000; t += 2000, acked += 64) {
+        s_ack(l, HF_LANE_DATA, acked, t, HF_OK);
+        hf_link_on_timer(l, t + 1999);
+        cr_assert_eq(hf_link_state(l), HF_LINK_STREAMING, "reconnected at %llu ms",
+                     (unsigned long long)t + 1999);
+    }
+    /* now nothing for the peer timeout: late */
+    hf_link_on_timer(l, 6000 + 3000);
+    cr_assert_eq(hf_link_state(l), HF_LINK_DOWN);
+    hf_link_destroy(&l);
 }
 
 Test(link, window_bounds_batches_in_flight_and_ack_trims, .timeout = 10)
