@@ -931,7 +931,7 @@ s_usage(void)
                     "       hf-bench parts DIR N BATCH   (diagnostic: store and spool alone)\n"
                     "       hf-bench agg-engines AGG DIR ENGINES SECONDS\n"
                     "       hf-bench availability AGG DIR CUTS WATCHDOG_MS\n"
-                    "       hf-bench lmdb-engines DIR ENGINES PER ROUNDS engine|round|blob\n"
+                    "       hf-bench lmdb-engines DIR ENGINES PER ROUNDS engine|round|blob|dbi\n"
                     "       hf-bench hwsim AGG DIR RATE SECONDS   (RATE: samples/s, 32 channels)\n"
                     "  AGG: path of holdfast-aggregator; DIR: an empty scratch directory\n");
 }

@@ -760,20 +760,28 @@ s_lkey(uint8_t *kb, const char *engine, uint64_t seq)
  * when engines interleave); mode "round": one transaction per round (a
  * group commit across engines); mode "blob": as "round", but each engine's
  * PER records of a round are ONE value (a batch stored whole). Records
- * are 33-byte encoded samples. */
+ * are 33-byte encoded samples. Mode "dbi": as "round", with one named
+ * database per engine (its records are appended at the end of their own
+ * tree, MDB_APPEND, pages filled; in one shared tree they are inserted in
+ * the middle, where LMDB splits pages in half). */
 int
 hf_bench_cmd_lmdb_engines(const char *dir, uint64_t engines, uint64_t per, uint64_t rounds,
                           const char *mode)
 {
     bool per_engine = strcmp(mode, "engine") == 0, blob = strcmp(mode, "blob") == 0;
-    if ((!per_engine && !blob && strcmp(mode, "round") != 0) || engines > 100000 ||
+    bool dbi_each = strcmp(mode, "dbi") == 0;
+    if ((!per_engine && !blob && !dbi_each && strcmp(mode, "round") != 0) ||
+        (dbi_each && engines > 4096) || engines > 100000 ||
         per > 100000 || (blob && per * 40 > 65536)) {
-        fprintf(stderr, "hf-bench: lmdb-engines: mode is engine, round or blob\n");
+        fprintf(stderr, "hf-bench: lmdb-engines: mode is engine, round, blob or dbi\n");
         return 2;
     }
     MDB_env *env = NULL;
     MDB_txn *txn = NULL;
     MDB_dbi dbi;
+    MDB_dbi *dbis = dbi_each ? calloc(engines, sizeof *dbis) : NULL;
+    if (dbi_each && !dbis)
+        return 1;
     int mrc = mkdir(dir, 0700);
     if (mrc != 0 && errno != EEXIST)
         return 1;
@@ -782,11 +790,18 @@ hf_bench_cmd_lmdb_engines(const char *dir, uint64_t engines, uint64_t per, uint6
     if (mrc == MDB_SUCCESS)
         mrc = mdb_env_set_mapsize(env, (size_t)(n * 256 + (256u << 20)));
     if (mrc == MDB_SUCCESS)
+        mrc = mdb_env_set_maxdbs(env, (MDB_dbi)(dbi_each ? engines + 1 : 1));
+    if (mrc == MDB_SUCCESS)
         mrc = mdb_env_open(env, dir, MDB_NOTLS, 0600); /* full sync, as the store */
     if (mrc == MDB_SUCCESS)
         mrc = mdb_txn_begin(env, NULL, 0, &txn);
     if (mrc == MDB_SUCCESS)
         mrc = mdb_dbi_open(txn, NULL, 0, &dbi);
+    for (uint64_t e = 0; dbi_each && e < engines && mrc == MDB_SUCCESS; e++) {
+        char name[32];
+        snprintf(name, sizeof name, "r.agg-e%05u", (unsigned)e);
+        mrc = mdb_dbi_open(txn, name, MDB_CREATE, &dbis[e]);
+    }
     if (mrc == MDB_SUCCESS) {
         mrc = mdb_txn_commit(txn);
         txn = NULL;
@@ -814,7 +829,8 @@ hf_bench_cmd_lmdb_engines(const char *dir, uint64_t engines, uint64_t per, uint6
             for (uint64_t i = 0; i < per && mrc == MDB_SUCCESS && !blob; i++) {
                 uint8_t kb[96];
                 MDB_val mk = {s_lkey(kb, id, k * per + i + 1), kb}, mv = {vlen, val};
-                mrc = mdb_put(txn, dbi, &mk, &mv, 0);
+                mrc = dbi_each ? mdb_put(txn, dbis[e], &mk, &mv, MDB_APPEND)
+                               : mdb_put(txn, dbi, &mk, &mv, 0);
             }
             if (mrc == MDB_SUCCESS && (per_engine || e + 1 == engines)) {
                 mrc = mdb_txn_commit(txn);
@@ -835,6 +851,7 @@ hf_bench_cmd_lmdb_engines(const char *dir, uint64_t engines, uint64_t per, uint6
         mdb_env_stat(env, &stat);
     if (env)
         mdb_env_close(env);
+    free(dbis);
     if (mrc != MDB_SUCCESS) {
         fprintf(stderr, "hf-bench: lmdb-engines: %s\n", mdb_strerror(mrc));
         return 1;

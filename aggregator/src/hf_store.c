@@ -51,13 +51,35 @@
 #define S_FULL_MARGIN (4u << 20)     /* bytes free under which EIO means ENOSPC */
 #define S_DEFAULT_SCAN 1000000         /* records read per export call          */
 
+/* Each engine's records live in a table of their own, "r:<engine>", keyed
+ * (engine, 0, ordinal, lane, seq) like the format-1 shared table. In one
+ * shared B-tree, every engine appends in the middle of the tree, next to
+ * the first keys of the engine after it: LMDB splits such pages in half,
+ * so every page of records stayed half empty and a commit across 256
+ * engines wrote ~290 bytes per 33-byte sample. In its own table an engine
+ * appends at the end (MDB_APPEND, pages filled): half the pages, twice the
+ * records per second (docs/store.md, hf-bench lmdb-engines round|dbi). */
+typedef struct {
+    MDB_dbi dbi;        /* 0: empty slot (0 is LMDB's free-page table)      */
+    bool pending;       /* opened in the running write txn: dropped on abort */
+    char engine[HF_ENGINE_ID_MAX + 1];
+} s_rdb_t;
+
+#define S_CORE_DBS 16       /* maxdbs beside the engines' record tables      */
+#define S_RDB_MAX 4096      /* engines' record tables a store has room for   */
+#define S_RDB_PREFIX "r:"
+
 struct hf_store_s {
     MDB_env *env;
     MDB_dbi db_meta;
     MDB_dbi db_engines;
     MDB_dbi db_epochs;
     MDB_dbi db_ordinals;
-    MDB_dbi db_records;
+    s_rdb_t *rdb;       /* rdb_cap slots: engine -> its records table (hash) */
+    uint32_t rdb_cap;   /* power of two, >= 2 * rdb_max                    */
+    uint32_t rdb_n;     /* tables open                                      */
+    uint32_t rdb_max;   /* tables the env has room for (maxdbs - core)      */
+    bool rdb_pending;   /* some slots were opened in the running write txn  */
     MDB_dbi db_runs;
     MDB_dbi db_gaps;    /* engine 0 ordinal lane first -> last: announced drops */
     MDB_dbi db_outages; /* engine 0 start_ns -> end_ns, reason: availability history */
@@ -392,6 +414,94 @@ s_grow(hf_store_t *self)
 /* A write step: returns an MDB code; *herr carries a logical outcome
  * (HF_EPROTO ...) that aborts without logging as a store failure; *noop
  * asks for an abort because nothing needs writing. */
+/* ---- engines' record tables ---------------------------------------------- */
+
+static uint32_t
+s_hash(const char *engine, size_t elen)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < elen; i++)
+        h = (h ^ (uint8_t)engine[i]) * 16777619u;
+    return h;
+}
+
+/* The engine's slot, or the empty slot where it would go. */
+static s_rdb_t *
+s_rdb_slot(hf_store_t *self, const char *engine, size_t elen)
+{
+    uint32_t mask = self->rdb_cap - 1;
+    for (uint32_t i = s_hash(engine, elen) & mask;; i = (i + 1) & mask) {
+        s_rdb_t *t = &self->rdb[i];
+        if (t->dbi == 0 || (strncmp(t->engine, engine, elen) == 0 && t->engine[elen] == 0))
+            return t; /* the table is never more than half full: this ends */
+    }
+}
+
+/* The engine's records table in txn: *dbi. MDB_NOTFOUND if it has none and
+ * !create (create needs a write txn); MDB_DBS_FULL if the store already
+ * holds S_RDB_MAX engines' tables. */
+static int
+s_rdb(hf_store_t *self, MDB_txn *txn, const char *engine, size_t elen, bool create, MDB_dbi *dbi)
+{
+    s_rdb_t *t = s_rdb_slot(self, engine, elen);
+    if (t->dbi != 0) {
+        *dbi = t->dbi;
+        return MDB_SUCCESS;
+    }
+    if (!create)
+        return MDB_NOTFOUND; /* every table there is was opened with the store */
+    if (self->rdb_n >= self->rdb_max) {
+        hf_log_error("store", "engine=%s: no room for another engine's records table "
+                              "(the store holds %u, its bound) err=HF_ESTATE",
+                     engine, self->rdb_n);
+        return MDB_DBS_FULL;
+    }
+    char name[sizeof S_RDB_PREFIX + HF_ENGINE_ID_MAX];
+    snprintf(name, sizeof name, S_RDB_PREFIX "%.*s", (int)elen, engine);
+    int mrc = mdb_dbi_open(txn, name, MDB_CREATE, dbi);
+    if (mrc != MDB_SUCCESS)
+        return mrc;
+    t->dbi = *dbi;
+    t->pending = true;
+    memcpy(t->engine, engine, elen);
+    t->engine[elen] = 0;
+    self->rdb_n++;
+    self->rdb_pending = true;
+    return MDB_SUCCESS;
+}
+
+/* After a write txn: tables it opened stay (committed) or are forgotten
+ * (aborted: LMDB closed their handles). */
+static void
+s_rdb_settle(hf_store_t *self, bool committed)
+{
+    if (!self->rdb_pending)
+        return;
+    self->rdb_pending = false;
+    if (committed) {
+        for (uint32_t i = 0; i < self->rdb_cap; i++)
+            self->rdb[i].pending = false;
+        return;
+    }
+    /* rebuild without them (rare: a txn that made a new engine failed) */
+    s_rdb_t *old = self->rdb;
+    self->rdb = calloc(self->rdb_cap, sizeof *self->rdb);
+    if (!self->rdb) { /* keep the old table, minus nothing: mark the env broken */
+        self->rdb = old;
+        self->broken = HF_ENOMEM;
+        return;
+    }
+    self->rdb_n = 0;
+    for (uint32_t i = 0; i < self->rdb_cap; i++) {
+        if (old[i].dbi == 0 || old[i].pending)
+            continue;
+        size_t elen = strlen(old[i].engine);
+        *s_rdb_slot(self, old[i].engine, elen) = old[i];
+        self->rdb_n++;
+    }
+    free(old);
+}
+
 typedef int(s_write_fn)(hf_store_t *self, MDB_txn *txn, void *ctx, hf_err_t *herr, int *noop);
 
 static hf_err_t
@@ -413,12 +523,14 @@ s_write(hf_store_t *self, const char *what, s_write_fn *fn, void *ctx)
         mrc = fn(self, txn, ctx, &herr, &noop);
         if (mrc == MDB_SUCCESS && herr == HF_OK && !noop) {
             mrc = mdb_txn_commit(txn); /* frees txn, also on failure */
+            s_rdb_settle(self, mrc == MDB_SUCCESS);
             if (mrc == MDB_SUCCESS)
                 return HF_OK;
             if (mrc == EIO && s_disk_nearly_full(self))
                 mrc = ENOSPC; /* LMDB reports a short write as EIO */
         } else {
             mdb_txn_abort(txn);
+            s_rdb_settle(self, false);
             if (mrc == MDB_SUCCESS)
                 return herr;
         }
@@ -506,6 +618,56 @@ s_mkdirs(const char *dir)
     return s_isdir(dir);
 }
 
+/* Format 1 kept every engine's records in one table, "records": move them
+ * to their engines' tables (keys unchanged, sorted: appends), drop it, and
+ * say format 2. One transaction: a crash leaves format 1 as it was. */
+static int
+s_upgrade_1(hf_store_t *self, MDB_txn *txn)
+{
+    MDB_dbi old;
+    int mrc = mdb_dbi_open(txn, "records", 0, &old);
+    if (mrc == MDB_NOTFOUND)
+        mrc = MDB_SUCCESS;
+    else if (mrc == MDB_SUCCESS) {
+        MDB_cursor *cur = NULL;
+        size_t moved = 0;
+        mrc = mdb_cursor_open(txn, old, &cur);
+        MDB_val k, v;
+        if (mrc == MDB_SUCCESS)
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        while (mrc == MDB_SUCCESS) {
+            const char *nul = memchr(k.mv_data, 0, k.mv_size);
+            size_t elen = nul ? (size_t)(nul - (const char *)k.mv_data) : 0;
+            if (elen == 0 || elen > HF_ENGINE_ID_MAX) {
+                mrc = MDB_CORRUPTED;
+                break;
+            }
+            MDB_dbi dbi;
+            mrc = s_rdb(self, txn, k.mv_data, elen, true, &dbi);
+            if (mrc == MDB_SUCCESS)
+                mrc = mdb_put(txn, dbi, &k, &v, MDB_APPEND);
+            if (mrc == MDB_SUCCESS) {
+                moved++;
+                mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            }
+        }
+        if (cur)
+            mdb_cursor_close(cur);
+        if (mrc == MDB_NOTFOUND)
+            mrc = mdb_drop(txn, old, 1);
+        if (mrc == MDB_SUCCESS)
+            hf_log_info("store", "upgraded dir=%s from format 1 to %u: %zu records moved to "
+                                 "%u engines' tables", self->dir, HF_STORE_FORMAT_VERSION, moved,
+                        self->rdb_n);
+    }
+    if (mrc != MDB_SUCCESS)
+        return mrc;
+    uint8_t ver[4];
+    s_put32(ver, HF_STORE_FORMAT_VERSION);
+    MDB_val k = {strlen("version"), "version"}, v = {4, ver};
+    return mdb_put(txn, self->db_meta, &k, &v, 0);
+}
+
 /* Opens the DBs. A fresh environment gets them created plus the magic; an
  * environment with data but no valid meta is foreign: the txn is aborted so
  * nothing is written. */
@@ -522,6 +684,7 @@ s_open_dbs(hf_store_t *self, MDB_txn *txn, void *ctx, hf_err_t *herr, int *noop)
     if (mrc != MDB_SUCCESS)
         return mrc;
     int fresh = st.ms_entries == 0;
+    bool upgrade = false;
     if (fresh && self->readonly) {
         hf_log_error("store", "open dir=%s readonly: no store there err=HF_ENOTFOUND", self->dir);
         *herr = HF_ENOTFOUND;
@@ -564,19 +727,26 @@ s_open_dbs(hf_store_t *self, MDB_txn *txn, void *ctx, hf_err_t *herr, int *noop)
         k.mv_data = "version";
         mrc = mdb_get(txn, self->db_meta, &k, &v);
         uint32_t found = (mrc == MDB_SUCCESS && v.mv_size == 4) ? s_get32(v.mv_data) : 0;
-        if (found != HF_STORE_FORMAT_VERSION) {
+        if (found == 1 && self->readonly) {
+            hf_log_error("store", "version dir=%s found=1 want=%u: format 1 is upgraded when "
+                                  "the aggregator opens it (not read-only) err=HF_ECORRUPT",
+                         self->dir, HF_STORE_FORMAT_VERSION);
+            *herr = HF_ECORRUPT;
+            return MDB_SUCCESS;
+        }
+        if (found != HF_STORE_FORMAT_VERSION && found != 1) {
             hf_log_error("store", "version dir=%s found=%u want=%u err=HF_ECORRUPT", self->dir,
                          found, HF_STORE_FORMAT_VERSION);
             *herr = HF_ECORRUPT;
             return MDB_SUCCESS;
         }
+        upgrade = found == 1;
     }
     struct {
         const char *name;
         MDB_dbi *dbi;
     } dbs[] = {{"engines", &self->db_engines}, {"epochs", &self->db_epochs},
-               {"ordinals", &self->db_ordinals}, {"records", &self->db_records},
-               {"runs", &self->db_runs}, {"gaps", &self->db_gaps},
+               {"ordinals", &self->db_ordinals}, {"runs", &self->db_runs}, {"gaps", &self->db_gaps},
                {"outages", &self->db_outages}, {"backlogs", &self->db_backlogs}};
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         mrc = mdb_dbi_open(txn, dbs[i].name, self->readonly ? 0 : MDB_CREATE, dbs[i].dbi);
@@ -589,7 +759,45 @@ s_open_dbs(hf_store_t *self, MDB_txn *txn, void *ctx, hf_err_t *herr, int *noop)
         if (mrc != MDB_SUCCESS)
             return mrc;
     }
-    return MDB_SUCCESS;
+    if (upgrade) {
+        mrc = s_upgrade_1(self, txn);
+        if (mrc != MDB_SUCCESS)
+            return mrc;
+    }
+    /* every engine's records table, opened once for the store's life */
+    MDB_cursor *ec = NULL;
+    mrc = mdb_cursor_open(txn, self->db_engines, &ec);
+    MDB_val ek, ev;
+    if (mrc == MDB_SUCCESS)
+        mrc = mdb_cursor_get(ec, &ek, &ev, MDB_FIRST);
+    while (mrc == MDB_SUCCESS) {
+        if (ek.mv_size == 0 || ek.mv_size > HF_ENGINE_ID_MAX) {
+            mrc = MDB_CORRUPTED;
+            break;
+        }
+        MDB_dbi dbi;
+        char name[sizeof S_RDB_PREFIX + HF_ENGINE_ID_MAX];
+        snprintf(name, sizeof name, S_RDB_PREFIX "%.*s", (int)ek.mv_size,
+                 (const char *)ek.mv_data);
+        s_rdb_t *t = s_rdb_slot(self, ek.mv_data, ek.mv_size);
+        mrc = t->dbi != 0 ? MDB_KEYEXIST : mdb_dbi_open(txn, name, 0, &dbi);
+        if (mrc == MDB_KEYEXIST) {
+            mrc = MDB_SUCCESS; /* opened by the upgrade */
+        } else if (mrc == MDB_SUCCESS) {
+            t->dbi = dbi;
+            t->pending = true;
+            memcpy(t->engine, ek.mv_data, ek.mv_size);
+            t->engine[ek.mv_size] = 0;
+            self->rdb_n++;
+            self->rdb_pending = true;
+        } else if (mrc != MDB_NOTFOUND) {
+            break; /* NOTFOUND: an engine that never sent a record */
+        }
+        mrc = mdb_cursor_get(ec, &ek, &ev, MDB_NEXT);
+    }
+    if (ec)
+        mdb_cursor_close(ec);
+    return mrc == MDB_NOTFOUND ? MDB_SUCCESS : mrc;
 }
 
 hf_store_t *
@@ -618,9 +826,18 @@ hf_store_open(const char *dir, const hf_store_opts_t *opts, hf_err_t *err)
         rc = HF_EIO;
         goto fail;
     }
+    /* Room for S_RDB_MAX engines' records tables: LMDB fixes it at open */
+    self->rdb_max = S_RDB_MAX;
+    for (self->rdb_cap = 1; self->rdb_cap < 2 * self->rdb_max; self->rdb_cap <<= 1)
+        ;
+    self->rdb = calloc(self->rdb_cap, sizeof *self->rdb);
+    if (!self->rdb) {
+        rc = HF_ENOMEM;
+        goto fail;
+    }
     mrc = mdb_env_create(&self->env);
     if (mrc == MDB_SUCCESS)
-        mrc = mdb_env_set_maxdbs(self->env, 16);
+        mrc = mdb_env_set_maxdbs(self->env, S_CORE_DBS + self->rdb_max);
     if (mrc == MDB_SUCCESS)
         mrc = mdb_env_set_mapsize(self->env, o.map_bytes);
     if (mrc == MDB_SUCCESS)
@@ -664,10 +881,13 @@ hf_store_open(const char *dir, const hf_store_opts_t *opts, hf_err_t *err)
         mrc = mdb_txn_begin(self->env, NULL, MDB_RDONLY, &txn);
         if (mrc == MDB_SUCCESS)
             mrc = s_open_dbs(self, txn, NULL, &herr, &noop);
-        if (mrc == MDB_SUCCESS && herr == HF_OK)
+        if (mrc == MDB_SUCCESS && herr == HF_OK) {
             mrc = mdb_txn_commit(txn);
-        else if (txn)
+            s_rdb_settle(self, mrc == MDB_SUCCESS);
+        } else if (txn) {
             mdb_txn_abort(txn);
+            s_rdb_settle(self, false);
+        }
         rc = mrc != MDB_SUCCESS ? s_fail(self, "open", mrc) : herr;
     } else {
         rc = s_write(self, "open", s_open_dbs, NULL);
@@ -697,6 +917,7 @@ hf_store_close(hf_store_t **self_p)
         return;
     if (self->env)
         mdb_env_close(self->env);
+    free(self->rdb);
     free(self->dir);
     free(self);
     *self_p = NULL;
@@ -829,11 +1050,17 @@ typedef struct {
 static int
 s_hello_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *noop)
 {
-    (void)herr;
     (void)noop;
     s_hello_ctx_t *c = vctx;
     s_rows_t r;
-    int mrc = s_rows_get(self, txn, c->engine, c->elen, c->epoch, c->now_ns, &r);
+    MDB_dbi rdb; /* its records table, made with the engine's row */
+    int mrc = s_rdb(self, txn, c->engine, c->elen, true, &rdb);
+    if (mrc == MDB_DBS_FULL) {
+        *herr = HF_ESTATE; /* logged by s_rdb: a new engine past the bound */
+        return MDB_SUCCESS;
+    }
+    if (mrc == MDB_SUCCESS)
+        mrc = s_rows_get(self, txn, c->engine, c->elen, c->epoch, c->now_ns, &r);
     if (mrc != MDB_SUCCESS)
         return mrc;
     r.eng.current_epoch = c->epoch;
@@ -1171,7 +1398,14 @@ s_commit_one(hf_store_t *self, MDB_txn *txn, s_commit_ctx_t *c, hf_err_t *herr, 
     size_t fresh = c->n - skip;
     if (fresh > 0) {
         MDB_cursor *cur = NULL;
-        mrc = mdb_cursor_open(txn, self->db_records, &cur);
+        MDB_dbi rdb;
+        mrc = s_rdb(self, txn, c->engine, c->elen, true, &rdb);
+        if (mrc == MDB_DBS_FULL) {
+            *herr = HF_ESTATE; /* logged by s_rdb */
+            return MDB_SUCCESS;
+        }
+        if (mrc == MDB_SUCCESS)
+            mrc = mdb_cursor_open(txn, rdb, &cur);
         if (mrc != MDB_SUCCESS)
             return mrc;
         uint8_t kb[S_KEY_MAX];
@@ -2006,8 +2240,21 @@ hf_store_export(hf_store_t *self, const char *engine, const hf_store_export_opts
         free(cache);
         return HF_ENOTFOUND;
     }
+    MDB_dbi rdb;
+    bool none = false; /* an engine that never sent a record has no table */
+    if (mrc == MDB_SUCCESS) {
+        mrc = s_rdb(self, txn, engine, elen, false, &rdb);
+        none = mrc == MDB_NOTFOUND;
+        if (none) {
+            mdb_txn_abort(txn);
+            free(cache);
+            if (done)
+                *done = true;
+            return HF_OK;
+        }
+    }
     if (mrc == MDB_SUCCESS)
-        mrc = mdb_cursor_open(txn, self->db_records, &cur);
+        mrc = mdb_cursor_open(txn, rdb, &cur);
     MDB_cursor *bcur = NULL;
     if (mrc == MDB_SUCCESS)
         mrc = mdb_cursor_open(txn, self->db_backlogs, &bcur);
@@ -2251,8 +2498,65 @@ typedef struct {
     bool more;              /* out: the limit stopped the pass           */
 } s_retain_ctx_t;
 
-/* One retention pass: the age rule per (engine, ord, lane) from its start,
- * then the size rule per engine from its start, within max_delete. */
+/* Pass 1 over one engine's table, age: per (ord, lane), delete from the
+ * start while the record is older than the cutoff, then jump to the next
+ * lane. */
+static int
+s_retain_age(s_retain_ctx_t *c, MDB_cursor *cur, size_t budget)
+{
+    MDB_val k, v;
+    int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (mrc == MDB_SUCCESS && c->deleted < budget) {
+        const uint8_t *kp = k.mv_data;
+        const uint8_t *nul = memchr(kp, 0, k.mv_size);
+        if (!nul || k.mv_size != (size_t)(nul - kp) + 14) {
+            mrc = MDB_CORRUPTED;
+            break;
+        }
+        hf_record_t rec;
+        size_t used = 0;
+        if (hf_record_decode(v.mv_data, v.mv_size, &rec, &used) != HF_OK) {
+            mrc = MDB_CORRUPTED;
+            break;
+        }
+        if (rec.ts_ns < c->cutoff_ns) {
+            mrc = mdb_cursor_del(cur, 0);
+            if (mrc != MDB_SUCCESS)
+                break;
+            c->deleted++;
+            c->by_age++;
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+            if (mrc == MDB_NOTFOUND || mrc == EINVAL)
+                mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        /* a young record: the rest of this (engine, ord, lane) is younger */
+        uint8_t kb[S_KEY_MAX + 1];
+        size_t plen = (size_t)(nul - kp) + 1 + 5;
+        memcpy(kb, kp, plen);
+        /* next lane: bump (ord, lane) as one 40-bit number */
+        int i = (int)plen - 1;
+        while (i >= (int)(nul - kp) + 1 && kb[i] == 0xff)
+            kb[i--] = 0;
+        if (i < (int)(nul - kp) + 1) {
+            /* (ord, lane) was all ones: the engine's last possible lane */
+            kb[(nul - kp)]++; /* past this engine: its 0 terminator becomes 1 */
+            MDB_val nk = {(size_t)(nul - kp) + 1, kb};
+            mrc = mdb_cursor_get(cur, &nk, &v, MDB_SET_RANGE);
+            k = nk;
+            continue;
+        }
+        kb[i]++;
+        MDB_val nk = {plen, kb};
+        mrc = mdb_cursor_get(cur, &nk, &v, MDB_SET_RANGE);
+        k = nk;
+    }
+    return mrc == MDB_NOTFOUND ? MDB_SUCCESS : mrc;
+}
+
+/* One retention pass, engine by engine (each has its records table): the
+ * age rule from each (ord, lane)'s start, then the size rule, a share of
+ * the quota per engine from its start, within max_delete. */
 static int
 s_retain_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *noop)
 {
@@ -2261,112 +2565,70 @@ s_retain_txn(hf_store_t *self, MDB_txn *txn, void *vctx, hf_err_t *herr, int *no
     c->deleted = c->by_age = 0;
     c->more = false;
     size_t budget = c->r->max_delete ? c->r->max_delete : 100000;
-    MDB_cursor *cur = NULL;
-    int mrc = mdb_cursor_open(txn, self->db_records, &cur);
-    if (mrc != MDB_SUCCESS)
-        return mrc;
-    MDB_val k, v;
-    /* Pass 1, age: per (engine, ord, lane), delete from the start while
-     * the record is older than the cutoff, then jump to the next lane. */
-    if (c->cutoff_ns) {
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-        while (mrc == MDB_SUCCESS && c->deleted < budget) {
-            const uint8_t *kp = k.mv_data;
-            const uint8_t *nul = memchr(kp, 0, k.mv_size);
-            if (!nul || k.mv_size != (size_t)(nul - kp) + 14) {
-                mrc = MDB_CORRUPTED;
-                break;
-            }
-            hf_record_t rec;
-            size_t used = 0;
-            if (hf_record_decode(v.mv_data, v.mv_size, &rec, &used) != HF_OK) {
-                mrc = MDB_CORRUPTED;
-                break;
-            }
-            if (rec.ts_ns < c->cutoff_ns) {
-                mrc = mdb_cursor_del(cur, 0);
-                if (mrc != MDB_SUCCESS)
-                    break;
-                c->deleted++;
-                c->by_age++;
-                mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
-                if (mrc == MDB_NOTFOUND || mrc == EINVAL)
-                    mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-                continue;
-            }
-            /* a young record: the rest of this (engine, ord, lane) is younger */
-            uint8_t kb[S_KEY_MAX + 1];
-            size_t plen = (size_t)(nul - kp) + 1 + 5;
-            memcpy(kb, kp, plen);
-            /* next lane: bump (ord, lane) as one 40-bit number */
-            int i = (int)plen - 1;
-            while (i >= (int)(nul - kp) + 1 && kb[i] == 0xff)
-                kb[i--] = 0;
-            if (i < (int)(nul - kp) + 1) {
-                /* (ord, lane) was all ones: the engine's last possible lane */
-                kb[(nul - kp)]++; /* past this engine: its 0 terminator becomes 1 */
-                MDB_val nk = {(size_t)(nul - kp) + 1, kb};
-                mrc = mdb_cursor_get(cur, &nk, &v, MDB_SET_RANGE);
-                k = nk;
-                continue;
-            }
-            kb[i]++;
-            MDB_val nk = {plen, kb};
-            mrc = mdb_cursor_get(cur, &nk, &v, MDB_SET_RANGE);
-            k = nk;
-        }
-        if (mrc == MDB_NOTFOUND)
-            mrc = MDB_SUCCESS;
-    }
-    /* Pass 2, size: the oldest records of every engine, a share each. */
-    if (mrc == MDB_SUCCESS && c->quota && c->deleted < budget) {
-        size_t want = c->quota < budget - c->deleted ? c->quota : budget - c->deleted;
-        size_t nengines = 0;
-        MDB_cursor *ec = NULL;
-        mrc = mdb_cursor_open(txn, self->db_engines, &ec);
-        MDB_val ek, ev;
-        if (mrc == MDB_SUCCESS)
-            mrc = mdb_cursor_get(ec, &ek, &ev, MDB_FIRST);
+    MDB_cursor *ec = NULL, *cur = NULL;
+    MDB_val ek, ev, k, v;
+    size_t nengines = 0, share = 0;
+    int mrc = mdb_cursor_open(txn, self->db_engines, &ec);
+    if (mrc == MDB_SUCCESS && c->quota) {
+        mrc = mdb_cursor_get(ec, &ek, &ev, MDB_FIRST);
         while (mrc == MDB_SUCCESS) {
             nengines++;
             mrc = mdb_cursor_get(ec, &ek, &ev, MDB_NEXT);
         }
         if (mrc == MDB_NOTFOUND)
             mrc = MDB_SUCCESS;
-        size_t share = nengines ? (want + nengines - 1) / nengines : 0;
-        if (mrc == MDB_SUCCESS && share)
-            mrc = mdb_cursor_get(ec, &ek, &ev, MDB_FIRST);
-        while (mrc == MDB_SUCCESS && share && c->deleted < budget) {
-            uint8_t prefix[S_KEY_MAX];
-            size_t plen = ek.mv_size <= HF_ENGINE_ID_MAX ? ek.mv_size + 1 : 0;
-            if (plen) {
-                memcpy(prefix, ek.mv_data, ek.mv_size);
-                prefix[ek.mv_size] = 0;
-                MDB_val rk = {plen, prefix};
-                int rrc = mdb_cursor_get(cur, &rk, &v, MDB_SET_RANGE);
+    }
+    for (int pass = 1; pass <= 2 && mrc == MDB_SUCCESS; pass++) {
+        if (pass == 1 && !c->cutoff_ns)
+            continue;
+        if (pass == 2) {
+            if (!c->quota || c->deleted >= budget)
+                break;
+            size_t want = c->quota < budget - c->deleted ? c->quota : budget - c->deleted;
+            share = nengines ? (want + nengines - 1) / nengines : 0;
+            if (!share)
+                break;
+        }
+        mrc = mdb_cursor_get(ec, &ek, &ev, MDB_FIRST);
+        while (mrc == MDB_SUCCESS && c->deleted < budget) {
+            MDB_dbi rdb;
+            int rrc = ek.mv_size <= HF_ENGINE_ID_MAX
+                          ? s_rdb(self, txn, ek.mv_data, ek.mv_size, false, &rdb)
+                          : MDB_NOTFOUND;
+            if (rrc == MDB_SUCCESS)
+                rrc = mdb_cursor_open(txn, rdb, &cur);
+            if (rrc == MDB_SUCCESS && pass == 1) {
+                rrc = s_retain_age(c, cur, budget);
+            } else if (rrc == MDB_SUCCESS) {
+                /* pass 2, size: the engine's oldest records, its share */
                 size_t n = 0;
-                while (rrc == MDB_SUCCESS && n < share && c->deleted < budget &&
-                       s_has_prefix(&rk, prefix, plen)) {
+                rrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+                while (rrc == MDB_SUCCESS && n < share && c->deleted < budget) {
                     rrc = mdb_cursor_del(cur, 0);
                     if (rrc != MDB_SUCCESS)
                         break;
                     n++;
                     c->deleted++;
-                    rrc = mdb_cursor_get(cur, &rk, &v, MDB_GET_CURRENT);
+                    rrc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
                 }
-                if (rrc != MDB_SUCCESS && rrc != MDB_NOTFOUND && rrc != EINVAL) {
-                    mrc = rrc;
-                    break;
-                }
+                if (rrc == EINVAL)
+                    rrc = MDB_SUCCESS;
+            }
+            if (cur) {
+                mdb_cursor_close(cur);
+                cur = NULL;
+            }
+            if (rrc != MDB_SUCCESS && rrc != MDB_NOTFOUND) {
+                mrc = rrc;
+                break;
             }
             mrc = mdb_cursor_get(ec, &ek, &ev, MDB_NEXT);
         }
         if (mrc == MDB_NOTFOUND)
             mrc = MDB_SUCCESS;
-        if (ec)
-            mdb_cursor_close(ec);
     }
-    mdb_cursor_close(cur);
+    if (ec)
+        mdb_cursor_close(ec);
     c->more = c->deleted >= budget;
     if (mrc == MDB_SUCCESS && c->deleted == 0)
         *noop = 1;

@@ -45,7 +45,7 @@
 extern "C" {
 #endif
 
-#define HF_STORE_FORMAT_VERSION 1
+#define HF_STORE_FORMAT_VERSION 2 /* 1: one shared records table, upgraded at open */
 #define HF_STORE_CHANNELS_MAX 1024 /* bytes of a run's comma-separated channel names */
 
 typedef struct hf_store_s hf_store_t;

@@ -56,11 +56,11 @@ if [ $have_lmdb_utils -eq 1 ]; then
 
     d=$E2E_DIR/other-version
     mkdir "$d"
-    # the meta DB's version (u32 BE 1) follows its key "version" (hex below)
+    # the meta DB's version (u32 BE 2) follows its key "version" (hex below)
     mdb_dump -a "$E2E_DIR/real-store" |
-        awk 'prev == " 76657273696f6e" && $0 == " 00000001" { $0 = " 00000002" } { print; prev = $0 }' \
+        awk 'prev == " 76657273696f6e" && $0 == " 00000002" { $0 = " 00000009" } { print; prev = $0 }' \
         >"$d.dump"
-    grep -q '^ 00000002$' "$d.dump" || fail "other-version: no version value in the dump"
+    grep -q "^ 00000009$" "$d.dump" || fail "other-version: no version value in the dump"
     mdb_load -f "$d.dump" "$d" 2>/dev/null
     check other-version "$d" "version"
 else

@@ -1414,3 +1414,71 @@ Test(store, outages_stay_right_when_the_clock_steps_back)
     cr_assert_eq(open, 0);
     hf_store_close(&st);
 }
+
+/* Turn the store in s_dir back into format 1: every engine's records moved
+ * into one shared "records" table, the engines' tables dropped, version 1. */
+static void
+s_downgrade_to_format_1(const char **engines, size_t n)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi shared, meta, dbi;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    cr_assert_eq(mdb_env_set_maxdbs(env, 64), 0);
+    cr_assert_eq(mdb_env_set_mapsize(env, 64u << 20), 0);
+    cr_assert_eq(mdb_env_open(env, s_dir, MDB_NOTLS, 0600), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "records", MDB_CREATE, &shared), 0);
+    for (size_t i = 0; i < n; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "r:%s", engines[i]);
+        cr_assert_eq(mdb_dbi_open(txn, name, 0, &dbi), 0, "%s", name);
+        MDB_cursor *cur;
+        MDB_val k, v;
+        cr_assert_eq(mdb_cursor_open(txn, dbi, &cur), 0);
+        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+            cr_assert_eq(mdb_put(txn, shared, &k, &v, 0), 0);
+        mdb_cursor_close(cur);
+        cr_assert_eq(mdb_drop(txn, dbi, 1), 0);
+    }
+    cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    uint8_t ver[4] = {0, 0, 0, 1};
+    MDB_val k = {7, "version"}, v = {4, ver};
+    cr_assert_eq(mdb_put(txn, meta, &k, &v, 0), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* Format 1 (one records table for all engines) is upgraded in place when
+ * the store is opened read-write: every record where it was, and new ones
+ * go on from the cursors; read-only, it is refused untouched. */
+Test(store, a_format_1_store_is_upgraded_at_open_with_every_record)
+{
+    const char *engines[] = {"e1", "e2", "e3"};
+    hf_store_t *st = s_open();
+    for (size_t i = 0; i < 3; i++)
+        cr_assert_eq(hf_store_note_hello(st, engines[i], EPOCH_A, 4, HF_RUN_RUNNING, T0), HF_OK);
+    for (uint64_t f = 1; f <= 300; f += 100) /* interleaved, as engines arrive */
+        for (size_t i = 0; i < 3; i++)
+            s_commit_range(st, engines[i], EPOCH_A, HF_LANE_DATA, 4, f, f + 99);
+    hf_store_close(&st);
+    s_downgrade_to_format_1(engines, 3);
+
+    hf_store_opts_t ro = hf_store_opts_default();
+    ro.readonly = true;
+    hf_err_t err = HF_OK;
+    cr_assert_null(hf_store_open(s_dir, &ro, &err));
+    cr_assert_eq(err, HF_ECORRUPT, "read-only: no upgrade, %s", hf_errname(err));
+
+    st = s_open(); /* upgrades */
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_eq(s_export_count(st, engines[i]), 300, "engine %s", engines[i]);
+        s_commit_range(st, engines[i], EPOCH_A, HF_LANE_DATA, 4, 301, 310);
+        cr_assert_eq(s_export_count(st, engines[i]), 310);
+    }
+    hf_store_close(&st);
+    st = s_open(); /* format 2 now: opens as is */
+    cr_assert_eq(s_export_count(st, "e2"), 310);
+    hf_store_close(&st);
+}
