@@ -80,6 +80,8 @@ struct hf_store_s {
     uint32_t rdb_n;     /* tables open                                      */
     uint32_t rdb_max;   /* tables the env has room for (maxdbs - core)      */
     bool rdb_pending;   /* some slots were opened in the running write txn  */
+    MDB_dbi legacy;     /* format 1 opened read-only: its shared records table
+                         * serves every engine (keys carry the engine); 0 if not */
     MDB_dbi db_runs;
     MDB_dbi db_gaps;    /* engine 0 ordinal lane first -> last: announced drops */
     MDB_dbi db_outages; /* engine 0 start_ns -> end_ns, reason: availability history */
@@ -443,6 +445,10 @@ s_rdb_slot(hf_store_t *self, const char *engine, size_t elen)
 static int
 s_rdb(hf_store_t *self, MDB_txn *txn, const char *engine, size_t elen, bool create, MDB_dbi *dbi)
 {
+    if (self->legacy) {
+        *dbi = self->legacy;
+        return MDB_SUCCESS;
+    }
     s_rdb_t *t = s_rdb_slot(self, engine, elen);
     if (t->dbi != 0) {
         *dbi = t->dbi;
@@ -684,7 +690,7 @@ s_open_dbs(hf_store_t *self, MDB_txn *txn, void *ctx, hf_err_t *herr, int *noop)
     if (mrc != MDB_SUCCESS)
         return mrc;
     int fresh = st.ms_entries == 0;
-    bool upgrade = false;
+    bool upgrade = false, legacy = false;
     if (fresh && self->readonly) {
         hf_log_error("store", "open dir=%s readonly: no store there err=HF_ENOTFOUND", self->dir);
         *herr = HF_ENOTFOUND;
@@ -727,20 +733,14 @@ s_open_dbs(hf_store_t *self, MDB_txn *txn, void *ctx, hf_err_t *herr, int *noop)
         k.mv_data = "version";
         mrc = mdb_get(txn, self->db_meta, &k, &v);
         uint32_t found = (mrc == MDB_SUCCESS && v.mv_size == 4) ? s_get32(v.mv_data) : 0;
-        if (found == 1 && self->readonly) {
-            hf_log_error("store", "version dir=%s found=1 want=%u: format 1 is upgraded when "
-                                  "the aggregator opens it (not read-only) err=HF_ECORRUPT",
-                         self->dir, HF_STORE_FORMAT_VERSION);
-            *herr = HF_ECORRUPT;
-            return MDB_SUCCESS;
-        }
+        legacy = found == 1 && self->readonly;
         if (found != HF_STORE_FORMAT_VERSION && found != 1) {
             hf_log_error("store", "version dir=%s found=%u want=%u err=HF_ECORRUPT", self->dir,
                          found, HF_STORE_FORMAT_VERSION);
             *herr = HF_ECORRUPT;
             return MDB_SUCCESS;
         }
-        upgrade = found == 1;
+        upgrade = found == 1 && !self->readonly;
     }
     struct {
         const char *name;
@@ -763,6 +763,18 @@ s_open_dbs(hf_store_t *self, MDB_txn *txn, void *ctx, hf_err_t *herr, int *noop)
         mrc = s_upgrade_1(self, txn);
         if (mrc != MDB_SUCCESS)
             return mrc;
+    }
+    if (legacy) {
+        /* read as it is (a format-1 backup being checked, say): the
+         * aggregator upgrades it when it opens it */
+        mrc = mdb_dbi_open(txn, "records", 0, &self->legacy);
+        if (mrc == MDB_NOTFOUND) {
+            hf_log_error("store", "open dir=%s format 1 without its records table "
+                                  "err=HF_ECORRUPT", self->dir);
+            *herr = HF_ECORRUPT;
+            return MDB_SUCCESS;
+        }
+        return mrc;
     }
     /* every engine's records table, opened once for the store's life */
     MDB_cursor *ec = NULL;
