@@ -168,6 +168,19 @@ ch_on_exit() {
 trap ch_on_exit EXIT
 trap 'say "interrupted"; exit 130' INT TERM
 
+# fill_disk DIR: fill DIR's filesystem but ~8 KiB. The daemons write there
+# meanwhile, so a fallocate sized from df can find less room than df said
+# (ENOSPC): measure again and add another ballast file, a few times.
+fill_disk() {
+    local d=$1 i avail
+    for i in 1 2 3 4 5 6 7 8; do
+        avail=$(df -k --output=avail "$d" | tail -1)
+        [ "$avail" -le 16 ] && return 0
+        fallocate -l "$(( (avail - 8) * 1024 ))" "$d/ballast.$i" 2>/dev/null && return 0
+    done
+    return 1
+}
+
 now_ms() { local t=${EPOCHREALTIME/./}; echo $(( t / 1000 )); }
 sleep_ms() { [ "$1" -gt 0 ] && sleep "$(printf '%d.%03d' $(( $1 / 1000 )) $(( $1 % 1000 )))"; return 0; }
 iso_ms() { date -u -d "$1" +%s%3N; } # an ISO-8601 log time -> epoch ms
@@ -368,11 +381,10 @@ do_event() {
             echo "$(now_ms) cont" >>"$R_DIR/agg_events" ;;
         sfull | efull) # fill the store's (s) or the spools' (e) disk
             t=$R_DIR/${kind%full}disk
-            fallocate -l "$(( ($(df -k --output=avail "$t" | tail -1) - 8) * 1024 ))" "$t/ballast" ||
-                rfail "could not fill $t"
+            fill_disk "$t" || rfail "could not fill $t"
             [ "$kind" = sfull ] && fault store_disk_full || fault spool_disk_full ;;
         sroom | eroom)
-            rm -f "$R_DIR/${kind%room}disk/ballast" ;;
+            rm -f "$R_DIR/${kind%room}disk/"ballast* ;;
     esac
 }
 
@@ -612,7 +624,7 @@ run_round() { # run_round R SEED
     done <"$R_DIR/schedule"
     # heal: every proxy passes, the aggregator runs
     for i in $(seq 1 "$R_N"); do [ "${PX_MODE[$i]}" = pass ] || px_pass "$i"; done
-    rm -f "$R_DIR/sdisk/ballast" "$R_DIR/edisk/ballast"
+    rm -f "$R_DIR/sdisk/"ballast* "$R_DIR/edisk/"ballast*
     [ -n "$AGG_PID" ] || agg_start
     [ "$AGG_STOPPED" = 0 ] || do_event acont 0 -
     # each engine's last incarnation runs to the end and drains (exit 0); an
