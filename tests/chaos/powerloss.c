@@ -16,9 +16,10 @@
  * sync/syncfs) drop what was kept: those bytes are durable. A write on a
  * descriptor opened O_SYNC/O_DSYNC is durable when it returns (LMDB writes
  * its meta pages that way) and is not kept. At the power loss the shim
- * writes every kept pre-image back, newest first, truncates the file to its
- * size at the last sync, and _exit(137)s: no atexit handler, no flush, no
- * further write. The process's view and the disk's are then what a machine
+ * freezes the process (SIGSTOP, from a forked child), writes every kept
+ * pre-image back, newest first, truncates the file to its size at the last
+ * sync, and SIGKILLs it (status 137): no atexit handler, no flush, no
+ * further write, and no thread of it ever sees a reverted page. The process's view and the disk's are then what a machine
  * coming back from a power cut would see (the page cache is the disk for
  * every later reader).
  *
@@ -56,11 +57,13 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -215,9 +218,23 @@ s_clean(s_file_t *f)
     f->sync_size = -1;
 }
 
-/* The power loss (lock held): revert every unsynced write, then die. */
+/* stderr without stdio: after fork, another thread may have held stderr's
+ * lock, and the child would wait for it forever. */
+__attribute__((format(printf, 1, 2))) static void
+s_say(const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        (void)!r_write(2, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+/* Revert every unsynced write of every watched file. */
 static void
-s_lose_power(const char *why)
+s_revert(const char *why)
 {
     for (int i = 0; i < s_nfiles; i++) {
         s_file_t *f = &s_files[i];
@@ -230,12 +247,86 @@ s_lose_power(const char *why)
         if (ftruncate(f->fd, f->sync_size) != 0)
             s_die("cannot truncate to the synced size");
         if (s_log)
-            fprintf(stderr, "powerloss: %s: %s: %zu unsynced writes (%zu bytes) reverted, "
-                    "size %lld\n", why, f->path, nw, f->nbytes, (long long)f->sync_size);
+            s_say("powerloss: %s: %s: %zu unsynced writes (%zu bytes) reverted, size %lld\n",
+                  why, f->path, nw, f->nbytes, (long long)f->sync_size);
     }
-    if (s_log)
-        fprintf(stderr, "powerloss: %s: power lost, exit 137\n", why);
-    _exit(137);
+}
+
+/* Are all threads of pid stopped (state T or t)? */
+static int
+s_all_stopped(pid_t pid)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    int all = 1;
+    char buf[8192];
+    long n;
+    /* getdents64 via the raw syscall keeps us off opendir's malloc */
+    while (all && (n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+        for (long off = 0; all && off < n;) {
+            struct {
+                uint64_t ino;
+                int64_t off;
+                unsigned short reclen;
+                unsigned char type;
+                char name[];
+            } *d = (void *)(buf + off);
+            off += d->reclen;
+            if (d->name[0] == '.')
+                continue;
+            char path[128], st[512];
+            snprintf(path, sizeof path, "%s/%s/stat", dir, d->name);
+            int sf = open(path, O_RDONLY | O_CLOEXEC);
+            if (sf < 0)
+                continue; /* the thread is gone */
+            ssize_t len = read(sf, st, sizeof st - 1);
+            close(sf);
+            if (len <= 0)
+                continue;
+            st[len] = 0;
+            const char *rp = strrchr(st, ')');
+            all = rp && rp[1] == ' ' && (rp[2] == 'T' || rp[2] == 't');
+        }
+    }
+    close(fd);
+    return all;
+}
+
+/* The power loss (lock held). Reverting the files while the process's
+ * other threads run lets them read reverted pages through their LMDB maps
+ * (a segfault or an LMDB assertion instead of a clean loss, seen under
+ * load). So the process is frozen first: a child (a copy of this thread,
+ * with the same descriptors and pre-images) stops the whole process with
+ * SIGSTOP, waits until every thread is stopped, reverts, and kills it with
+ * SIGKILL: exit status 137, after the revert, as a machine that lost
+ * power comes back to a disk that has it. */
+static void
+s_lose_power(const char *why)
+{
+    pid_t parent = getpid();
+    pid_t child = fork();
+    if (child == 0) {
+        if (kill(parent, SIGSTOP) != 0)
+            _exit(1);
+        for (int i = 0; i < 2000 && !s_all_stopped(parent); i++)
+            usleep(1000);
+        s_revert(why);
+        if (s_log)
+            s_say("powerloss: %s: power lost, exit 137\n", why);
+        kill(parent, SIGKILL);
+        _exit(0);
+    }
+    if (child < 0) { /* no child: revert in place, the old way */
+        s_revert(why);
+        if (s_log)
+            s_say("powerloss: %s: power lost, exit 137\n", why);
+        _exit(137);
+    }
+    for (;;)
+        pause(); /* SIGSTOP, then SIGKILL, from the child */
 }
 
 static void
