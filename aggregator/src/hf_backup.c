@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hf_fs.h"
 #include "hf_log.h"
 #include "hf_store.h"
 
@@ -60,27 +61,6 @@ s_exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
-}
-
-/* mkdir -p, 0700 for what we create. 0 or an errno value. */
-static int
-s_mkdirs(const char *dir)
-{
-    char path[4096];
-    size_t len = strlen(dir);
-    if (len == 0 || len >= sizeof path)
-        return ENAMETOOLONG;
-    memcpy(path, dir, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (path[i] != '/' && path[i] != 0)
-            continue;
-        char c = path[i];
-        path[i] = 0;
-        if (mkdir(path, 0700) != 0 && errno != EEXIST)
-            return errno;
-        path[i] = c;
-    }
-    return 0;
 }
 
 static hf_err_t
@@ -267,7 +247,7 @@ hf_backup_make(const char *data_dir, const char *dest_dir, hf_backup_progress_fn
         hf_log_error(S_LOG, "no store in %s", data_dir);
         return HF_ENOTFOUND;
     }
-    int e = s_mkdirs(dest_dir);
+    int e = hf_mkdirs(dest_dir);
     if (e != 0) {
         hf_log_error(S_LOG, "mkdir %s: %s", dest_dir, strerror(e));
         return HF_EIO;
@@ -452,7 +432,7 @@ hf_backup_restore(const char *backup_dir, const char *data_dir, hf_backup_info_t
     hf_err_t rc = hf_backup_verify(backup_dir, &bi);
     if (rc != HF_OK)
         return rc;
-    int e = s_mkdirs(data_dir);
+    int e = hf_mkdirs(data_dir);
     if (e != 0) {
         hf_log_error(S_LOG, "mkdir %s: %s", data_dir, strerror(e));
         return HF_EIO;

@@ -38,14 +38,15 @@
 #include <sys/statvfs.h>
 #include <sys/types.h>
 
+#include "hf_fs.h"
 #include "hf_log.h"
 #include "hf_proto.h"
 
 #define S_MAGIC "holdfast-store"
 #define S_MIN_MAP (1u << 20)           /* bytes; smallest accepted map size    */
 #define S_KEY_MAX (HF_ENGINE_ID_MAX + 14) /* bytes; longest key we build       */
-#define S_ENGINE_ROW 53                /* bytes of an engine row (format 1)    */
-#define S_EPOCH_ROW 28                 /* bytes of an epoch row (format 1)     */
+#define S_ENGINE_ROW 53                /* bytes of an engine row (formats 1, 2) */
+#define S_EPOCH_ROW 28                 /* bytes of an epoch row (formats 1, 2) */
 #define S_RUN_FIXED 42                 /* bytes of a run row before its texts  */
 #define S_RUN_ROW_MAX (S_RUN_FIXED + 1 + HF_TEXT_MAX + 2 + HF_STORE_CHANNELS_MAX + 1 + 48 + 8)
 #define S_FULL_MARGIN (4u << 20)     /* bytes free under which EIO means ENOSPC */
@@ -439,6 +440,19 @@ s_rdb_slot(hf_store_t *self, const char *engine, size_t elen)
     }
 }
 
+/* Fill slot t (empty) with the engine's table dbi, opened in the running
+ * txn: pending until it commits. */
+static void
+s_rdb_add(hf_store_t *self, s_rdb_t *t, const char *engine, size_t elen, MDB_dbi dbi)
+{
+    t->dbi = dbi;
+    t->pending = true;
+    memcpy(t->engine, engine, elen);
+    t->engine[elen] = 0;
+    self->rdb_n++;
+    self->rdb_pending = true;
+}
+
 /* The engine's records table in txn: *dbi. MDB_NOTFOUND if it has none and
  * !create (create needs a write txn); MDB_DBS_FULL if the store already
  * holds S_RDB_MAX engines' tables. */
@@ -467,12 +481,7 @@ s_rdb(hf_store_t *self, MDB_txn *txn, const char *engine, size_t elen, bool crea
     int mrc = mdb_dbi_open(txn, name, MDB_CREATE, dbi);
     if (mrc != MDB_SUCCESS)
         return mrc;
-    t->dbi = *dbi;
-    t->pending = true;
-    memcpy(t->engine, engine, elen);
-    t->engine[elen] = 0;
-    self->rdb_n++;
-    self->rdb_pending = true;
+    s_rdb_add(self, t, engine, elen, *dbi);
     return MDB_SUCCESS;
 }
 
@@ -594,36 +603,6 @@ hf_store_opts_default(void)
 }
 
 /* 0 if dir is an existing directory, else an errno value. */
-static int
-s_isdir(const char *dir)
-{
-    struct stat st;
-    if (stat(dir, &st) != 0)
-        return errno;
-    return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
-}
-
-/* mkdir -p with 0700 for the parts we create. */
-static int
-s_mkdirs(const char *dir)
-{
-    char path[4096];
-    size_t len = strlen(dir);
-    if (len == 0 || len >= sizeof path)
-        return ENAMETOOLONG;
-    memcpy(path, dir, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (path[i] != '/' && path[i] != 0)
-            continue;
-        char c = path[i];
-        path[i] = 0;
-        if (mkdir(path, 0700) != 0 && errno != EEXIST)
-            return errno;
-        path[i] = c;
-    }
-    return s_isdir(dir);
-}
-
 /* Format 1 kept every engine's records in one table, "records": move them
  * to their engines' tables (keys unchanged, sorted: appends), drop it, and
  * say format 2. One transaction: a crash leaves format 1 as it was. */
@@ -796,12 +775,7 @@ s_open_dbs(hf_store_t *self, MDB_txn *txn, void *ctx, hf_err_t *herr, int *noop)
         if (mrc == MDB_KEYEXIST) {
             mrc = MDB_SUCCESS; /* opened by the upgrade */
         } else if (mrc == MDB_SUCCESS) {
-            t->dbi = dbi;
-            t->pending = true;
-            memcpy(t->engine, ek.mv_data, ek.mv_size);
-            t->engine[ek.mv_size] = 0;
-            self->rdb_n++;
-            self->rdb_pending = true;
+            s_rdb_add(self, t, ek.mv_data, ek.mv_size, dbi);
         } else if (mrc != MDB_NOTFOUND) {
             break; /* NOTFOUND: an engine that never sent a record */
         }
@@ -832,7 +806,7 @@ hf_store_open(const char *dir, const hf_store_opts_t *opts, hf_err_t *err)
     }
     self->max_bytes = o.max_bytes;
     self->readonly = o.readonly;
-    int e = o.readonly ? s_isdir(dir) : s_mkdirs(dir);
+    int e = o.readonly ? hf_isdir(dir) : hf_mkdirs(dir);
     if (e != 0) {
         hf_log_error("store", "mkdir dir=%s err=HF_EIO errno=\"%s\"", dir, strerror(e));
         rc = HF_EIO;
@@ -2253,11 +2227,9 @@ hf_store_export(hf_store_t *self, const char *engine, const hf_store_export_opts
         return HF_ENOTFOUND;
     }
     MDB_dbi rdb;
-    bool none = false; /* an engine that never sent a record has no table */
     if (mrc == MDB_SUCCESS) {
         mrc = s_rdb(self, txn, engine, elen, false, &rdb);
-        none = mrc == MDB_NOTFOUND;
-        if (none) {
+        if (mrc == MDB_NOTFOUND) { /* an engine that never sent a record has no table */
             mdb_txn_abort(txn);
             free(cache);
             if (done)
@@ -2466,27 +2438,10 @@ hf_store_live_bytes(hf_store_t *self)
     if (mdb_env_info(self->env, &info) != MDB_SUCCESS || mdb_env_stat(self->env, &st) != 0)
         return 0;
     size_t pages = (size_t)info.me_last_pgno + 1;
-    /* free pages are listed in LMDB's free database (dbi 0): each value is an
-     * ID list whose first word is its length (as `mdb_stat -f` reads it) */
     MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    size_t free_pages = 0;
     if (s_read_begin(self, &txn) != HF_OK)
         return pages * (size_t)st.ms_psize;
-    int mrc = mdb_cursor_open(txn, 0, &cur);
-    if (mrc == MDB_SUCCESS)
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (mrc == MDB_SUCCESS) {
-        if (v.mv_size >= sizeof(size_t)) {
-            size_t n;
-            memcpy(&n, v.mv_data, sizeof n);
-            free_pages += n;
-        }
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    if (cur)
-        mdb_cursor_close(cur);
+    size_t free_pages = hf_lmdb_free_pages(txn);
     mdb_txn_abort(txn);
     return (free_pages < pages ? pages - free_pages : 0) * (size_t)st.ms_psize;
 }

@@ -56,6 +56,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hf_fs.h"
 #include "hf_log.h"
 #include "hf_proto.h"
 
@@ -813,27 +814,10 @@ hf_spool_live_bytes(hf_spool_t *self)
     if (self->broken || mdb_env_info(self->env, &info) != MDB_SUCCESS)
         return 0;
     size_t pages = (size_t)info.me_last_pgno + 1;
-    /* Free pages are listed in LMDB's free database (dbi 0): each value is
-     * an ID list whose first word is its length (as `mdb_stat -f` reads it). */
     MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    size_t free_pages = 0;
     if (mdb_txn_begin(self->env, NULL, MDB_RDONLY, &txn) != MDB_SUCCESS)
         return pages * self->psize;
-    int mrc = mdb_cursor_open(txn, 0, &cur);
-    if (mrc == MDB_SUCCESS)
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (mrc == MDB_SUCCESS) {
-        if (v.mv_size >= sizeof(size_t)) {
-            size_t n;
-            memcpy(&n, v.mv_data, sizeof n);
-            free_pages += n;
-        }
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    if (cur)
-        mdb_cursor_close(cur);
+    size_t free_pages = hf_lmdb_free_pages(txn);
     mdb_txn_abort(txn);
     return (free_pages < pages ? pages - free_pages : 0) * self->psize;
 }
